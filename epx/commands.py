@@ -1,0 +1,20 @@
+"""Registers each command's Typer function on the app (the modules imported here import no torch)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import typer
+
+
+def register(app: typer.Typer, wrap: Callable[[Callable[..., Any]], Callable[..., Any]]) -> None:
+    """Attach every command; `wrap` maps EpxError to one line and an exit code."""
+    from epx.train_command import train_command
+
+    app.command("train")(wrap(train_command))
+    try:
+        from epx.eval.command import eval_command
+    except ImportError:  # the eval package is not there yet
+        return
+    app.command("eval")(wrap(eval_command))

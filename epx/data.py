@@ -1,0 +1,145 @@
+"""Training data: prompts built with the paper's template, from the hub, a local file or a built-in task.
+
+Every dataset comes out with the columns `prompt` (the text the model sees), `problem` and `answer`
+(the gold string the correctness reward checks), whatever the source's own column names are.
+"""
+
+from __future__ import annotations
+
+import json
+import random
+from pathlib import Path
+from typing import Any
+
+from epx.errors import DataError
+from epx.recipe import PAPER_TEMPLATE, ArithmeticTask, DataSection
+
+BUILTIN_PREFIX = "builtin:"
+
+
+def format_prompt(
+    problem: str,
+    tokenizer: Any,
+    template: str | None = None,
+    *,
+    chat_template: bool | None = None,
+    system_prompt: str | None = None,
+) -> str:
+    """The text the model is prompted with: the template applied, then the chat template if any.
+
+    `chat_template=None` uses the tokenizer's chat template when it has one. Training and evaluation
+    both build prompts here, so a model is evaluated with the prompt it was trained on.
+    """
+    text = (template or PAPER_TEMPLATE).replace("{problem}", problem.strip())
+    use_chat = getattr(tokenizer, "chat_template", None) is not None
+    if chat_template is not None:
+        use_chat = chat_template and use_chat
+    if not use_chat:
+        return text
+    messages = [{"role": "system", "content": system_prompt}] if system_prompt else []
+    messages.append({"role": "user", "content": text})
+    return tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
+
+
+def arithmetic_problems(task: ArithmeticTask, seed: int) -> list[dict[str, str]]:
+    """Sums of `task.terms` numbers with digit counts drawn from `task.digits`; exact answers."""
+    rng = random.Random(seed)
+    rows = []
+    for index in range(task.size):
+        numbers = []
+        for _ in range(task.terms):
+            digits = rng.choice(task.digits)
+            numbers.append(rng.randint(0 if digits == 1 else 10 ** (digits - 1), 10**digits - 1))
+        rows.append(
+            {
+                "id": f"arithmetic-{index}",
+                "problem": f"What is {' + '.join(map(str, numbers))}?",
+                "answer": str(sum(numbers)),
+            }
+        )
+    return rows
+
+
+BUILTIN_TASKS = {"arithmetic": arithmetic_problems}
+
+
+def read_jsonl(path: Path) -> list[dict[str, Any]]:
+    """Rows of a JSONL file; a malformed line is a DataError naming file and line."""
+    rows = []
+    with path.open() as handle:
+        for number, line in enumerate(handle, start=1):
+            if not line.strip():
+                continue
+            try:
+                row = json.loads(line)
+            except json.JSONDecodeError as error:
+                raise DataError(f"{path}:{number}: malformed JSON line ({error.msg})") from None
+            if not isinstance(row, dict):
+                raise DataError(f"{path}:{number}: expected a JSON object per line")
+            rows.append(row)
+    return rows
+
+
+def load_rows(cfg: DataSection) -> list[dict[str, Any]]:
+    """Raw rows of the configured source (not yet renamed or limited)."""
+    if cfg.source.startswith(BUILTIN_PREFIX):
+        name = cfg.source.removeprefix(BUILTIN_PREFIX)
+        if name not in BUILTIN_TASKS:
+            known = ", ".join(BUILTIN_PREFIX + task for task in BUILTIN_TASKS)
+            raise DataError(f"data.source: unknown built-in task '{cfg.source}'; known are {known}")
+        return BUILTIN_TASKS[name](cfg.task, cfg.seed)
+    path = Path(cfg.source)
+    if path.suffix in (".jsonl", ".json", ".parquet"):
+        if not path.is_file():
+            raise DataError(f"data.source: file not found: {path}")
+        if path.suffix == ".parquet":
+            import datasets
+
+            return list(datasets.Dataset.from_parquet(str(path)))
+        return read_jsonl(path)
+    return _hub_rows(cfg)
+
+
+def _hub_rows(cfg: DataSection) -> list[dict[str, Any]]:
+    import datasets
+
+    try:
+        return list(datasets.load_dataset(cfg.source, split=cfg.split))
+    except Exception as error:  # datasets raises many types for a missing or unreachable dataset
+        first = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+        raise DataError(f"data.source: cannot load hub dataset '{cfg.source}': {first}") from None
+
+
+def select_rows(rows: list[dict[str, Any]], cfg: DataSection) -> list[dict[str, str]]:
+    """Rename the problem/answer fields, shuffle with the seed, and apply the limit."""
+    missing = {cfg.problem_field, cfg.answer_field} - set(rows[0]) if rows else set()
+    if not rows:
+        raise DataError(f"data.source: '{cfg.source}' has no rows")
+    if missing:
+        raise DataError(
+            f"data: field(s) {', '.join(sorted(missing))} not in '{cfg.source}'; "
+            f"its fields are {', '.join(rows[0])} (set data.problem_field / data.answer_field)"
+        )
+    selected = [
+        {"problem": str(row[cfg.problem_field]), "answer": str(row[cfg.answer_field])}
+        for row in rows
+    ]
+    if cfg.shuffle:
+        random.Random(cfg.seed).shuffle(selected)
+    return selected[: cfg.limit] if cfg.limit else selected
+
+
+def build_train_dataset(cfg: DataSection, tokenizer: Any) -> Any:
+    """A `datasets.Dataset` with `prompt`, `problem` and `answer` columns, ready for GRPOTrainer."""
+    import datasets
+
+    rows = select_rows(load_rows(cfg), cfg)
+    for row in rows:
+        row["prompt"] = format_prompt(
+            row["problem"],
+            tokenizer,
+            cfg.template,
+            chat_template=cfg.chat_template,
+            system_prompt=cfg.system_prompt,
+        )
+    return datasets.Dataset.from_list(rows)

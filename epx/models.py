@@ -1,0 +1,218 @@
+"""Build a model and tokenizer from any reference: the one place training and evaluation load models.
+
+References: a hub id, a local dir, a `.gguf` file (dequantised once and cached), `tiny-random`, a
+recipe YAML (its `model` section), or an `epx train` output dir (its latest checkpoint, LoRA adapters
+merged for generation).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import re
+from pathlib import Path
+from typing import Any
+
+from epx.errors import ModelError
+from epx.recipe import ModelSection
+
+TINY_RANDOM = "tiny-random"
+CHECKPOINT_PATTERN = re.compile(r"^checkpoint-(\d+)$")
+
+
+def cache_dir() -> Path:
+    """Where converted checkpoints are kept (EPX_CACHE_DIR, default ~/.cache/epx)."""
+    return Path(os.environ.get("EPX_CACHE_DIR", Path.home() / ".cache" / "epx"))
+
+
+def latest_checkpoint(run_dir: str | os.PathLike[str]) -> Path | None:
+    """The `checkpoint-N` folder with the largest N under `run_dir`, or None."""
+    run_dir = Path(run_dir)
+    if not run_dir.is_dir():
+        return None
+    numbered = [
+        (int(match.group(1)), child)
+        for child in run_dir.iterdir()
+        if child.is_dir() and (match := CHECKPOINT_PATTERN.match(child.name))
+    ]
+    return max(numbered)[1] if numbered else None
+
+
+def resolve_package_path(ref: str) -> str:
+    """`pkg://PACKAGE/FILE` -> the file's path inside the installed Python package; else `ref`."""
+    if not ref.startswith("pkg://"):
+        return ref
+    import importlib.util
+
+    package, _, relative = ref.removeprefix("pkg://").partition("/")
+    spec = importlib.util.find_spec(package)
+    if spec is None or not spec.submodule_search_locations:
+        pip_name = package.replace("_", "-")
+        raise ModelError(f"{ref}: package '{package}' is not installed (pip install {pip_name})")
+    path = Path(next(iter(spec.submodule_search_locations))) / relative
+    if not path.exists():
+        raise ModelError(f"{ref}: no file '{relative}' in package '{package}'")
+    return str(path)
+
+
+def resolve_model_ref(ref: str) -> ModelSection:
+    """Turn a --model argument into a model section (see the module docstring for what it takes)."""
+    path = Path(ref)
+    if path.suffix in (".yaml", ".yml"):
+        from epx.recipe import load_recipe
+
+        return load_recipe(path).model
+    if path.is_dir() and (path / "recipe.yaml").is_file():
+        return _train_output_model(path)
+    if path.is_dir() and CHECKPOINT_PATTERN.match(path.name) and (path / "recipe.yaml").is_file():
+        return _checkpoint_model(path)
+    return ModelSection(name_or_path=ref)
+
+
+def _train_output_model(run_dir: Path) -> ModelSection:
+    checkpoint = latest_checkpoint(run_dir)
+    if checkpoint is None:
+        raise ModelError(f"{run_dir}: an epx train output dir without any checkpoint-N folder")
+    return _checkpoint_model(checkpoint)
+
+
+def _checkpoint_model(checkpoint: Path) -> ModelSection:
+    from epx.recipe import load_recipe
+
+    model = load_recipe(checkpoint / "recipe.yaml").model
+    if (checkpoint / "adapter_config.json").is_file():
+        return model.model_copy(update={"adapter": str(checkpoint), "lora": None})
+    tokenizer = str(checkpoint) if (checkpoint / "tokenizer_config.json").is_file() else None
+    return model.model_copy(
+        update={"name_or_path": str(checkpoint), "tokenizer": tokenizer, "lora": None}
+    )
+
+
+def has_gpu() -> bool:
+    import torch
+
+    return torch.cuda.is_available()
+
+
+def torch_dtype(name: str) -> Any:
+    """'auto' -> float32 on CPU, bfloat16 on a GPU that supports it; otherwise the named dtype."""
+    import torch
+
+    if name == "auto":
+        gpu_bf16 = torch.cuda.is_available() and torch.cuda.is_bf16_supported()
+        return torch.bfloat16 if gpu_bf16 else torch.float32
+    return getattr(torch, name)
+
+
+def load_tokenizer(cfg: ModelSection, *, padding_side: str = "left") -> Any:
+    """The tokenizer of `cfg`, with a pad token (eos if it has none) and the given padding side."""
+    from transformers import AutoTokenizer
+
+    if cfg.name_or_path == TINY_RANDOM and cfg.tokenizer is None:
+        from epx.tiny import build_tiny_tokenizer
+
+        tokenizer = build_tiny_tokenizer()
+    else:
+        source = resolve_package_path(cfg.tokenizer or cfg.name_or_path)
+        if source.endswith(".gguf"):
+            source = str(_dequantised_gguf(Path(source)))
+        tokenizer = _from_pretrained(AutoTokenizer, source, trust_remote_code=cfg.trust_remote_code)
+    if tokenizer.pad_token is None:
+        tokenizer.pad_token = tokenizer.eos_token
+    tokenizer.padding_side = padding_side
+    return tokenizer
+
+
+def load_model(cfg: ModelSection, tokenizer: Any, *, merge_adapter: bool = True) -> Any:
+    """The causal LM of `cfg` in its dtype (adapters in `cfg.adapter` merged when asked)."""
+    dtype = torch_dtype(cfg.dtype)
+    if cfg.name_or_path == TINY_RANDOM:
+        from epx.tiny import build_tiny_model
+
+        model = build_tiny_model(tokenizer, seed=cfg.seed).to(dtype)
+    else:
+        from transformers import AutoModelForCausalLM
+
+        source = resolve_package_path(cfg.name_or_path)
+        if source.endswith(".gguf"):
+            source = str(_dequantised_gguf(Path(source)))
+        kwargs: dict[str, Any] = {"dtype": dtype, "trust_remote_code": cfg.trust_remote_code}
+        if cfg.attn_implementation:
+            kwargs["attn_implementation"] = cfg.attn_implementation
+        model = _from_pretrained(AutoModelForCausalLM, source, **kwargs)
+    if cfg.adapter:
+        from peft import PeftModel
+
+        model = PeftModel.from_pretrained(model, cfg.adapter)
+        if merge_adapter:
+            model = model.merge_and_unload()
+    return model
+
+
+def load_model_and_tokenizer(
+    cfg: ModelSection, *, device: Any = None, for_generation: bool = True
+) -> tuple[Any, Any]:
+    """Model and tokenizer of `cfg`; left padding for generation, right for training."""
+    tokenizer = load_tokenizer(cfg, padding_side="left" if for_generation else "right")
+    model = load_model(cfg, tokenizer)
+    if device is not None:
+        model = model.to(device)
+    if for_generation:
+        model.eval()
+    return model, tokenizer
+
+
+def lora_config(cfg: ModelSection) -> Any:
+    """The peft LoraConfig of the recipe's `model.lora`, or None."""
+    if cfg.lora is None:
+        return None
+    from peft import LoraConfig
+
+    return LoraConfig(
+        r=cfg.lora.r,
+        lora_alpha=cfg.lora.alpha,
+        lora_dropout=cfg.lora.dropout,
+        target_modules=cfg.lora.target_modules,
+        task_type="CAUSAL_LM",
+    )
+
+
+def _from_pretrained(loader: Any, source: str, **kwargs: Any) -> Any:
+    """`loader.from_pretrained` with a one-line ModelError instead of a hub traceback."""
+    try:
+        return loader.from_pretrained(source, **kwargs)
+    except (OSError, ValueError) as error:
+        local = Path(source).exists()
+        where = "local path" if local else "hub id (the hub may be unreachable)"
+        first_line = str(error).strip().splitlines()[0] if str(error).strip() else type(error)
+        raise ModelError(f"cannot load '{source}' as a {where}: {first_line}") from None
+
+
+def _dequantised_gguf(gguf_path: Path) -> Path:
+    """Convert a .gguf file once to an ordinary float32 checkpoint in the cache; return its dir.
+
+    Loading with `gguf_file=` alone leaves the model flagged as quantised (Trainer refuses it), so
+    the weights are loaded with `GgufConfig(dequantize=True)` and saved with the tokenizer.
+    """
+    if not gguf_path.is_file():
+        raise ModelError(f"{gguf_path}: GGUF file not found")
+    stat = gguf_path.stat()
+    digest = hashlib.sha256(f"{gguf_path.resolve()}:{stat.st_size}:{stat.st_mtime}".encode())
+    target = cache_dir() / "gguf" / f"{gguf_path.stem}-{digest.hexdigest()[:12]}"
+    if (target / "config.json").is_file() and (target / "tokenizer_config.json").is_file():
+        return target
+    from rich.console import Console
+    from transformers import AutoModelForCausalLM, AutoTokenizer, GgufConfig
+
+    with Console(stderr=True).status(f"Dequantising {gguf_path.name} (once; cached in {target})"):
+        folder, name = str(gguf_path.parent), gguf_path.name
+        tokenizer = AutoTokenizer.from_pretrained(folder, gguf_file=name)
+        model = AutoModelForCausalLM.from_pretrained(
+            folder, gguf_file=name, quantization_config=GgufConfig(dequantize=True)
+        )
+        partial = target.with_name(target.name + ".partial")
+        model.save_pretrained(partial)
+        tokenizer.save_pretrained(partial)
+        partial.rename(target)
+    return target
+

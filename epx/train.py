@@ -1,0 +1,191 @@
+"""`run_training(recipe)`: wires recipe, model, data, rewards, trainer, tracking and the run dir."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from epx.errors import RecipeError, RunError
+from epx.recipe import Recipe, recipe_to_yaml
+
+RECIPE_FILE = "recipe.yaml"
+METRICS_FILE = "metrics.jsonl"
+
+
+@dataclass
+class TrainResult:
+    output_dir: Path
+    global_step: int
+    metrics_path: Path
+    curves_path: Path | None
+
+
+def configure_wandb(recipe: Recipe, output_dir: Path) -> None:
+    """W&B through environment variables only: offline by default, online only if asked and keyed.
+
+    Nothing secret is written anywhere: the key stays in the user's environment or netrc.
+    """
+    mode = recipe.logging.mode
+    if mode == "online" and not (os.environ.get("WANDB_API_KEY") or _has_netrc_key()):
+        raise RecipeError(
+            f"{recipe.source}: logging.mode: online needs WANDB_API_KEY or `wandb login`; "
+            "use offline (then `wandb sync`) or disabled"
+        )
+    os.environ["WANDB_MODE"] = mode
+    os.environ.setdefault("WANDB_DIR", str(output_dir))
+    os.environ["WANDB_PROJECT"] = recipe.logging.project
+    if recipe.logging.entity:
+        os.environ["WANDB_ENTITY"] = recipe.logging.entity
+    os.environ.setdefault("WANDB_SILENT", "true")
+    os.environ.setdefault("WANDB_CONSOLE", "off")
+
+
+def _has_netrc_key() -> bool:
+    netrc = Path(os.environ.get("NETRC", Path.home() / ".netrc"))
+    return netrc.is_file() and "api.wandb.ai" in netrc.read_text(errors="ignore")
+
+
+def resume_checkpoint(output_dir: Path, resume: bool) -> str | None:
+    """The checkpoint to resume from; refuses to overwrite an earlier run's checkpoints."""
+    from epx.models import latest_checkpoint
+
+    checkpoint = latest_checkpoint(output_dir)
+    if resume:
+        if checkpoint is None:
+            raise RunError(f"--resume: no checkpoint-N folder in {output_dir} to resume from")
+        return str(checkpoint)
+    if checkpoint is not None:
+        raise RunError(
+            f"{output_dir} already holds {checkpoint.name}: pass --resume to continue it, "
+            "or set output_dir to a new folder"
+        )
+    return None
+
+
+def build_reward_functions(recipe: Recipe, max_completion_length: int) -> tuple[list, list[float]]:
+    """The recipe's reward functions (epx.rewards) and their weights."""
+    from epx.rewards import build_reward_function
+
+    functions, weights = [], []
+    for spec in recipe.reward.functions:
+        try:
+            function = build_reward_function(spec.name, **spec.params)
+        except RecipeError as error:
+            raise RecipeError(f"{recipe.source}: reward.functions: {error}") from None
+        if getattr(function, "max_length", 0) is None:
+            function.max_length = max_completion_length
+        functions.append(function)
+        weights.append(spec.weight)
+    return functions, weights
+
+
+def run_training(recipe: Recipe, *, resume: bool = False) -> TrainResult:
+    """Train the recipe's model with GRPO and its shaping; returns where everything went."""
+    from rich.console import Console
+
+    console = Console(stderr=True)
+    output_dir = Path(recipe.output_dir)
+    checkpoint = resume_checkpoint(output_dir, resume)
+    output_dir.mkdir(parents=True, exist_ok=True)
+    configure_wandb(recipe, output_dir)
+    (output_dir / RECIPE_FILE).write_text(recipe_to_yaml(recipe))
+
+    with console.status("Preparing model, data and trainer"):
+        trainer = build_trainer(recipe)
+    console.print(
+        f"[bold]epx train[/]: {recipe.model.name_or_path}, shaping={recipe.shaping.method}, "
+        f"{trainer.args.max_steps} steps -> {output_dir}"
+        + (f" (resuming {Path(checkpoint).name})" if checkpoint else ""),
+        highlight=False,
+    )
+    trainer.train(resume_from_checkpoint=checkpoint)
+    trainer.save_model(str(output_dir / "final"))
+    _finish_wandb()
+
+    from epx.report import plot_curves, summary_table
+
+    metrics_path = output_dir / METRICS_FILE
+    curves = plot_curves(metrics_path, output_dir / "curves.png") if metrics_path.exists() else None
+    if metrics_path.exists():
+        console.print(summary_table(metrics_path))
+    if curves:
+        console.print(f"curves: {curves}")
+    return TrainResult(output_dir, trainer.state.global_step, metrics_path, curves)
+
+
+def grpo_config(recipe: Recipe) -> Any:
+    """The recipe's `trl.GRPOConfig` for this machine; TRL's own checks become one-line errors."""
+    from trl import GRPOConfig
+
+    from epx.grpo_args import grpo_kwargs
+    from epx.models import has_gpu
+
+    num_processes = int(os.environ.get("WORLD_SIZE", "1"))
+    kwargs = grpo_kwargs(recipe, has_gpu=has_gpu(), num_processes=num_processes)
+    try:
+        return GRPOConfig(**kwargs)
+    except (ValueError, TypeError) as error:
+        first = str(error).strip().splitlines()[0]
+        raise RecipeError(f"{recipe.source}: grpo: {first}") from None
+
+
+def build_trainer(recipe: Recipe) -> Any:
+    """The EpxGRPOTrainer of `recipe` (model, tokenizer, data, rewards, callbacks), not yet run."""
+    from transformers import PrinterCallback, ProgressCallback
+
+    from epx.callbacks import (
+        MetricsFileCallback,
+        RecipeSnapshotCallback,
+        RichProgressCallback,
+        StageCallback,
+    )
+    from epx.data import build_train_dataset
+    from epx.models import load_model, load_tokenizer, lora_config
+    from epx.trainer import EpxGRPOTrainer
+
+    args = grpo_config(recipe)
+    tokenizer = load_tokenizer(recipe.model, padding_side="left")
+    model = load_model(recipe.model, tokenizer)
+    dataset = build_train_dataset(recipe.data, tokenizer)
+    reward_funcs, weights = build_reward_functions(recipe, args.max_completion_length)
+    args.reward_weights = weights
+    callbacks = [
+        StageCallback.for_params(recipe.stage),
+        MetricsFileCallback(Path(recipe.output_dir) / METRICS_FILE),
+        RecipeSnapshotCallback(recipe_to_yaml(recipe)),
+        RichProgressCallback(),
+    ]
+    callbacks += _eval_callbacks(recipe, tokenizer, args)
+    trainer = EpxGRPOTrainer(
+        model=model,
+        reward_funcs=reward_funcs,
+        args=args,
+        train_dataset=dataset,
+        processing_class=tokenizer,
+        peft_config=lora_config(recipe.model),
+        callbacks=callbacks,
+        shaping=recipe.shaping,
+        max_reward_failure_rate=recipe.reward.max_failure_rate,
+    )
+    for default in (ProgressCallback, PrinterCallback):
+        trainer.remove_callback(default)
+    return trainer
+
+
+def _eval_callbacks(recipe: Recipe, tokenizer: Any, args: Any) -> list[Any]:
+    if not recipe.eval.benches:
+        return []
+    from epx.eval.callback import InTrainingEvalCallback
+
+    return [InTrainingEvalCallback.from_recipe(recipe, tokenizer, args)]
+
+
+def _finish_wandb() -> None:
+    import sys
+
+    wandb = sys.modules.get("wandb")
+    if wandb is not None and getattr(wandb, "run", None) is not None:
+        wandb.finish()
+

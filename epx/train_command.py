@@ -1,0 +1,58 @@
+"""`epx train RECIPE`: options only; the work is `epx.train.run_training`."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import typer
+
+
+def train_command(
+    recipe_path: Path = typer.Argument(..., help="Recipe YAML (see recipes/)."),
+    overrides: list[str] = typer.Option(
+        [], "--set", help="Override a key: --set grpo.learning_rate=1e-5 (repeatable)."
+    ),
+    dry_run: bool = typer.Option(
+        False, "--dry-run", help="Print the resolved recipe and GRPOConfig, then exit."
+    ),
+    resume: bool = typer.Option(
+        False, "--resume", help="Continue from the last checkpoint of the recipe's output_dir."
+    ),
+) -> None:
+    """Train with GRPO and PPL-/position-based advantage shaping, from a YAML recipe."""
+    from epx.recipe import load_recipe
+
+    recipe = load_recipe(recipe_path, overrides)
+    if dry_run:
+        _print_dry_run(recipe)
+        return
+    from epx.train import run_training
+
+    run_training(recipe, resume=resume)
+
+
+def _print_dry_run(recipe) -> None:  # noqa: ANN001 - a Recipe; typed loosely to keep imports light
+    import yaml
+    from rich.console import Console
+    from rich.syntax import Syntax
+
+    from epx.recipe import recipe_to_yaml
+    from epx.train import grpo_config
+
+    config = grpo_config(recipe)
+    shown = {key: getattr(config, key) for key in sorted(config.to_dict()) if key in _SHOWN}
+    console = Console()
+    console.rule(f"resolved recipe ({recipe.source})")
+    console.print(Syntax(recipe_to_yaml(recipe), "yaml"))
+    console.rule("GRPOConfig (main fields; TRL's defaults for the rest)")
+    console.print(Syntax(yaml.safe_dump(shown, sort_keys=True), "yaml"))
+
+
+_SHOWN = {
+    "beta", "bf16", "epsilon", "epsilon_high", "fp16", "generation_batch_size",
+    "gradient_accumulation_steps", "gradient_checkpointing", "learning_rate", "logging_steps",
+    "loss_type", "lr_scheduler_type", "max_completion_length", "max_grad_norm", "max_steps",
+    "num_generations", "num_iterations", "num_train_epochs", "output_dir", "per_device_train_batch_size",
+    "report_to", "run_name", "save_steps", "scale_rewards", "seed", "steps_per_generation",
+    "temperature", "top_p", "use_cpu", "use_vllm", "warmup_steps", "weight_decay",
+}  # fmt: skip

@@ -1,0 +1,221 @@
+"""`EpxGRPOTrainer`: TRL's GRPOTrainer with token-level advantage shaping. One seam, nothing else.
+
+The seam is `_generate_and_score_completions`: the parent computes per-sequence advantages (B,);
+this class replaces them by the shaped (B, T) ones, which TRL's own loss accepts as they are. The
+loss is never copied. Metrics on positive/negative samples are read off the loss's own forward
+(`_get_per_token_logps_and_entropies` is wrapped to record what it computed), so they cost no
+forward of their own.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+from trl import GRPOTrainer
+
+from epx.callbacks import StageCallback
+from epx.errors import RunError
+from epx.recipe import ShapingSection
+from epx.shaping import apply_shaping, sequence_log_ppl
+
+
+class EpxGRPOTrainer(GRPOTrainer):
+    """GRPOTrainer whose advantages carry PPL- and/or position-based shaping (PAPER.md)."""
+
+    def __init__(
+        self,
+        *args: Any,
+        shaping: ShapingSection | None = None,
+        max_reward_failure_rate: float = 1.0,
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(*args, **kwargs)
+        self.shaping = shaping or ShapingSection()
+        self.max_reward_failure_rate = max_reward_failure_rate
+        self._loss_inputs: dict[str, Any] | None = None
+
+    # ---- the seam -------------------------------------------------------------------------
+    def _generate_and_score_completions(self, inputs: Any) -> dict[str, Any]:
+        output = super()._generate_and_score_completions(inputs)
+        if not self.model.training:
+            return output
+        self._record_reward_counts()
+        method = self.shaping.method
+        active = self.position_active()
+        metrics = self._metrics["train"]
+        metrics["shaping/position/active"].append(float(active and method in ("position", "both")))
+        if method == "none":
+            return output
+        mask = output["completion_mask"]
+        weights = self._ppl_weights(output) if method in ("ppl", "both") else None
+        shaped, info = apply_shaping(
+            output["advantages"],
+            None,
+            mask,
+            self.num_generations,
+            method,
+            pos_alpha=self.shaping.position.alpha,
+            k=self.shaping.position.k,
+            center=self.shaping.position.center,
+            position_active=active,
+            weights=weights,
+        )
+        output["advantages"] = shaped.to(output["advantages"].dtype)
+        self._record_shaping(info, mask)
+        return output
+
+    def _ppl_weights(self, output: dict[str, Any]) -> torch.Tensor:
+        """PPL weights (B,) of this process's completions, computed on whole prompt groups.
+
+        A group may be spread over processes, so the log-PPL is gathered the way TRL gathers
+        rewards (process-major, groups consecutive), weighted on the whole batch, then sliced.
+        """
+        from epx.shaping import ppl_weights
+
+        logps = output.get("old_per_token_logps")
+        if logps is None:
+            logps = self._behaviour_logps(output)
+        log_ppl = sequence_log_ppl(logps, output["completion_mask"])  # (B,)
+        all_log_ppl = self.accelerator.gather(log_ppl)
+        cfg = self.shaping.ppl
+        weights = ppl_weights(all_log_ppl, self.num_generations, cfg.alpha, cfg.clip, cfg.favour)
+        local = log_ppl.size(0)
+        start = self.accelerator.process_index * local
+        return weights[start : start + local]
+
+    @torch.no_grad()
+    def _behaviour_logps(self, output: dict[str, Any]) -> torch.Tensor:
+        """One no-grad forward of the policy that just sampled, when TRL computed no old log-probs."""
+        prompt_completion = torch.cat([output["prompt_ids"], output["completion_ids"]], dim=1)
+        attention = torch.cat([output["prompt_mask"], output["completion_mask"]], dim=1)
+        logps, _, _ = super()._get_per_token_logps_and_entropies(
+            self.model,
+            prompt_completion,
+            attention,
+            output["completion_ids"].size(1),
+            batch_size=self.args.per_device_train_batch_size,
+        )
+        return logps
+
+    def position_active(self) -> bool:
+        """Whether the schedule turns the position bonus on for the step being trained (1-based)."""
+        position = self.shaping.position
+        if self.shaping.method not in ("position", "both"):
+            return False
+        if position.schedule == "always":
+            return True
+        if position.schedule == "window":
+            step = self.state.global_step + 1
+            return position.window[0] <= step <= position.window[1]
+        return self.stage_callback().tracker.stage == 1
+
+    def stage_callback(self) -> StageCallback:
+        """The stage detector's callback (looked up each time: resume replaces the instance)."""
+        for callback in self.callback_handler.callbacks:
+            if isinstance(callback, StageCallback):
+                return callback
+        raise RunError("the stage detector callback is missing from the trainer")
+
+    # ---- metrics --------------------------------------------------------------------------
+    def _record_reward_counts(self) -> None:
+        """accuracy and reward/failures|timeouts from the reward functions' counters; abort on failures."""
+        totals = {"correct": 0, "total": 0, "failures": 0, "timeouts": 0, "scored": 0}
+        has_correctness = False
+        for reward_func in self.reward_funcs:
+            pop = getattr(reward_func, "pop_counts", None)
+            if pop is None:
+                continue
+            counts = pop()
+            totals["failures"] += counts.get("failures", 0)
+            totals["timeouts"] += counts.get("timeouts", 0)
+            totals["scored"] += counts.get("total", 0)
+            if getattr(reward_func, "__name__", "") == "correctness":
+                has_correctness = True
+                totals["correct"] += counts.get("correct", 0)
+                totals["total"] += counts.get("total", 0)
+        keys = list(totals)
+        device = self.accelerator.device
+        local = torch.tensor([float(totals[key]) for key in keys], device=device)
+        summed = dict(zip(keys, self.accelerator.gather(local).view(-1, len(keys)).sum(0).tolist()))
+        metrics = self._metrics["train"]
+        if has_correctness and summed["total"]:
+            metrics["accuracy"].append(summed["correct"] / summed["total"])
+        metrics["reward/failures"].append(summed["failures"])
+        metrics["reward/timeouts"].append(summed["timeouts"])
+        if summed["scored"] and summed["failures"] / summed["scored"] > self.max_reward_failure_rate:
+            raise RunError(
+                f"reward functions failed on {int(summed['failures'])} of {int(summed['scored'])} "
+                f"scorings at step {self.state.global_step + 1}, above reward.max_failure_rate="
+                f"{self.max_reward_failure_rate}; the last checkpoint in {self.args.output_dir} is kept"
+            )
+
+    def _record_shaping(self, info: dict[str, torch.Tensor], mask: torch.Tensor) -> None:
+        metrics = self._metrics["train"]
+        if "ppl_weight" in info:
+            weights = self.accelerator.gather(info["ppl_weight"].float())
+            metrics["shaping/ppl/weight_min"].append(weights.min().item())
+            metrics["shaping/ppl/weight_mean"].append(weights.mean().item())
+            metrics["shaping/ppl/weight_max"].append(weights.max().item())
+        if "position_bonus" in info:
+            valid = mask.bool()
+            bonus = info["position_bonus"].float()
+            stats = torch.stack([bonus[valid].abs().sum(), valid.sum().float()])
+            total, count = self.accelerator.gather(stats).view(-1, 2).sum(0).tolist()
+            metrics["shaping/position/bonus_abs_mean"].append(total / max(count, 1.0))
+
+    def _compute_loss(self, model: Any, inputs: dict[str, Any]) -> torch.Tensor:
+        self._loss_inputs = inputs
+        try:
+            return super()._compute_loss(model, inputs)
+        finally:
+            self._loss_inputs = None
+
+    def _get_per_token_logps_and_entropies(self, model: Any, *args: Any, **kwargs: Any) -> Any:
+        result = super()._get_per_token_logps_and_entropies(model, *args, **kwargs)
+        inputs = self._loss_inputs
+        if inputs is not None and kwargs.get("compute_entropy") and model is self.model:
+            logps, entropies, _ = result
+            self._record_sample_stats(logps.detach(), entropies.detach(), inputs)
+        return result
+
+    def _record_sample_stats(
+        self, logps: torch.Tensor, entropies: torch.Tensor, inputs: dict[str, Any]
+    ) -> None:
+        """Mean token entropy and mean log-PPL of positive and of negative samples (by sign of A)."""
+        mask = inputs["completion_mask"].bool()
+        advantages = inputs["advantages"]
+        sign = (advantages if advantages.dim() == 1 else advantages.sum(dim=1)).sign()  # (B,)
+        log_ppl = sequence_log_ppl(logps, mask).float()  # (B,)
+        stats = []
+        for selected in (sign > 0, sign < 0):
+            token_mask = mask & selected.unsqueeze(1)
+            stats += [
+                (entropies.float() * token_mask).sum(),
+                token_mask.sum().float(),
+                log_ppl[selected].sum(),
+                selected.sum().float(),
+            ]
+        gathered = self.accelerator.gather(torch.stack(stats)).view(-1, 8).sum(0).tolist()
+        metrics = self._metrics["train"]
+        for offset, name in ((0, "positive"), (4, "negative")):
+            ent_sum, ent_count, ppl_sum, ppl_count = gathered[offset : offset + 4]
+            if ent_count:
+                metrics[f"entropy/{name}"].append(ent_sum / ent_count)
+            if ppl_count:
+                metrics[f"log_ppl/{name}"].append(ppl_sum / ppl_count)
+
+    def log(self, logs: dict[str, float], start_time: float | None = None) -> None:
+        """Before TRL averages the step's metrics, feed the stage detector and log `stage`."""
+        metrics = self._metrics["train"]
+        if self.model.training and metrics.get("reward"):
+            reward = _nanmean(metrics["reward"])
+            entropy = _nanmean(metrics.get("entropy", []))
+            stage = self.stage_callback().update(reward, entropy)
+            metrics["stage"].append(float(stage))
+        super().log(logs, start_time)
+
+
+def _nanmean(values: list[float]) -> float:
+    finite = [value for value in values if value == value]
+    return sum(finite) / len(finite) if finite else float("nan")

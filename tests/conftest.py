@@ -1,0 +1,31 @@
+"""Shared fixtures: where the benchmark files are, W&B offline into a temp dir, fixed torch threads."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+DATA_DIR = Path(os.environ.get("EPX_DATA_DIR", REPO.parent / "shared" / "benchmarks"))
+
+
+@pytest.fixture(autouse=True)
+def _offline_tracking(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch):
+    """Every test logs W&B offline into a temp dir and uses a temp model cache."""
+    monkeypatch.setenv("WANDB_MODE", "offline")
+    monkeypatch.setenv("WANDB_DIR", str(tmp_path_factory.mktemp("wandb")))
+    monkeypatch.setenv("WANDB_SILENT", "true")
+    monkeypatch.setenv("EPX_DATA_DIR", str(DATA_DIR))
+    monkeypatch.setenv("TOKENIZERS_PARALLELISM", "false")
+
+
+@pytest.fixture(scope="session")
+def data_dir() -> Path:
+    return DATA_DIR
+
+
+@pytest.fixture(scope="session")
+def repo() -> Path:
+    return REPO
