@@ -61,7 +61,9 @@ class MetricsFileCallback(TrainerCallback):
         ]
         self.path.write_text("".join(line + "\n" for line in kept))
 
-    def on_log(self, args: Any, state: Any, control: Any, logs: dict | None = None, **kw: Any) -> None:
+    def on_log(
+        self, args: Any, state: Any, control: Any, logs: dict | None = None, **kw: Any
+    ) -> None:
         if not state.is_world_process_zero or not logs:
             return
         record = {"step": state.global_step, **{k: _jsonable(v) for k, v in logs.items()}}
@@ -122,8 +124,14 @@ class RichProgressCallback(TrainerCallback):
     def on_train_begin(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
         if not state.is_world_process_zero:
             return
-        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
-        from rich.progress import TimeElapsedColumn, TimeRemainingColumn
+        from rich.progress import (
+            BarColumn,
+            MofNCompleteColumn,
+            Progress,
+            TextColumn,
+            TimeElapsedColumn,
+            TimeRemainingColumn,
+        )
 
         self.progress = Progress(
             TextColumn("[bold]train"),
@@ -135,14 +143,18 @@ class RichProgressCallback(TrainerCallback):
             transient=False,
         )
         self.progress.start()
-        self.task = self.progress.add_task("train", total=state.max_steps, completed=state.global_step)
+        self.task = self.progress.add_task(
+            "train", total=state.max_steps, completed=state.global_step
+        )
         self.started = time.perf_counter()
 
     def on_step_end(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
         if self.progress is not None:
             self.progress.update(self.task, completed=state.global_step)
 
-    def on_log(self, args: Any, state: Any, control: Any, logs: dict | None = None, **kw: Any) -> None:
+    def on_log(
+        self, args: Any, state: Any, control: Any, logs: dict | None = None, **kw: Any
+    ) -> None:
         if self.progress is None or not logs or "reward" not in logs:
             return
         cells = [f"step {state.global_step:>4}"]

@@ -215,4 +215,3 @@ def _dequantised_gguf(gguf_path: Path) -> Path:
         tokenizer.save_pretrained(partial)
         partial.rename(target)
     return target
-

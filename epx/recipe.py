@@ -21,7 +21,9 @@ from epx.errors import RecipeError
 from epx.grpo_fields import GRPO_FIELD_TYPES
 from epx.stage import StageParams
 
-PAPER_TEMPLATE = "{problem}\nPlease reason step by step, and put your final answer within \\boxed{{}}."
+PAPER_TEMPLATE = (
+    "{problem}\nPlease reason step by step, and put your final answer within \\boxed{{}}."
+)
 
 # GRPOConfig fields that epx sets from other sections, so a recipe has one place for each.
 GRPO_FIELDS_OWNED_ELSEWHERE = {
@@ -93,8 +95,12 @@ class DataSection(Section):
 
 
 class PplSection(Section):
-    alpha: float = Field(0.01, ge=0.0, description="Scale of the standardised log-PPL (paper: 0.01).")
-    clip: tuple[float, float] = Field((0.8, 1.2), description="Clamp of the weight (paper: 0.8-1.2).")
+    alpha: float = Field(
+        0.01, ge=0.0, description="Scale of the standardised log-PPL (paper: 0.01)."
+    )
+    clip: tuple[float, float] = Field(
+        (0.8, 1.2), description="Clamp of the weight (paper: 0.8-1.2)."
+    )
     favour: Literal["low", "high"] = Field(
         "low", description="low: 1 - alpha*w (paper); high: 1 + alpha*w (ablation)."
     )
@@ -111,7 +117,8 @@ class PositionSection(Section):
     k: float = Field(15.0, gt=0.0, description="Sigmoid steepness (paper: 15).")
     center: float = Field(0.5, ge=0.0, le=1.0, description="Sigmoid centre in relative position.")
     schedule: Literal["always", "window", "plateau"] = Field(
-        "plateau", description="When the bonus is on: always, a step window, or once plateau begins."
+        "plateau",
+        description="When the bonus is on: always, a step window, or once plateau begins.",
     )
     window: tuple[int, int] = Field(
         (201, 299), description="Inclusive global-step window (reference: 200 < step < 300)."
@@ -210,7 +217,7 @@ def _did_you_mean(name: str, choices: Any) -> str:
 
 @functools.cache
 def _grpo_adapter(type_text: str) -> TypeAdapter:
-    return TypeAdapter(eval(type_text, {"Any": Any}))  # noqa: S307 - types from our own snapshot
+    return TypeAdapter(eval(type_text, {"Any": Any}))
 
 
 def validate_grpo_section(values: dict[str, Any]) -> dict[str, Any]:
@@ -287,7 +294,9 @@ def _known_keys(model: Any, location: tuple[Any, ...]) -> list[str]:
         if annotation is None:
             return []
         model = getattr(annotation, "annotation", None) or annotation.type
-        model = next((arg for arg in getattr(model, "__args__", ()) if arg is not type(None)), model)
+        model = next(
+            (arg for arg in getattr(model, "__args__", ()) if arg is not type(None)), model
+        )
     if dataclasses.is_dataclass(model):
         return [f.name for f in dataclasses.fields(model)]
     return list(getattr(model, "model_fields", {}))
@@ -318,7 +327,9 @@ def load_recipe(path: str | os.PathLike[str], overrides: list[str] | None = None
     except yaml.YAMLError as error:
         mark = getattr(error, "problem_mark", None)
         where = f" line {mark.line + 1}" if mark else ""
-        raise RecipeError(f"{path}:{where} not valid YAML ({getattr(error, 'problem', error)})") from None
+        raise RecipeError(
+            f"{path}:{where} not valid YAML ({getattr(error, 'problem', error)})"
+        ) from None
     if not isinstance(raw, dict):
         raise RecipeError(f"{path}: expected a mapping of sections at the top level")
     raw = apply_overrides(raw, overrides or [])

@@ -131,8 +131,11 @@ def grpo_config(recipe: Recipe) -> Any:
         raise RecipeError(f"{recipe.source}: grpo: {first}") from None
 
 
-def build_trainer(recipe: Recipe) -> Any:
-    """The EpxGRPOTrainer of `recipe` (model, tokenizer, data, rewards, callbacks), not yet run."""
+def build_trainer(recipe: Recipe, reward_funcs: list[Any] | None = None) -> Any:
+    """The EpxGRPOTrainer of `recipe` (model, tokenizer, data, rewards, callbacks), not yet run.
+
+    `reward_funcs` replaces the recipe's reward functions (Python callables in TRL's signature).
+    """
     from transformers import PrinterCallback, ProgressCallback
 
     from epx.callbacks import (
@@ -149,8 +152,9 @@ def build_trainer(recipe: Recipe) -> Any:
     tokenizer = load_tokenizer(recipe.model, padding_side="left")
     model = load_model(recipe.model, tokenizer)
     dataset = build_train_dataset(recipe.data, tokenizer)
-    reward_funcs, weights = build_reward_functions(recipe, args.max_completion_length)
-    args.reward_weights = weights
+    if reward_funcs is None:
+        reward_funcs, weights = build_reward_functions(recipe, args.max_completion_length)
+        args.reward_weights = weights
     callbacks = [
         StageCallback.for_params(recipe.stage),
         MetricsFileCallback(Path(recipe.output_dir) / METRICS_FILE),
@@ -188,4 +192,3 @@ def _finish_wandb() -> None:
     wandb = sys.modules.get("wandb")
     if wandb is not None and getattr(wandb, "run", None) is not None:
         wandb.finish()
-

@@ -31,7 +31,7 @@ def train_command(
     run_training(recipe, resume=resume)
 
 
-def _print_dry_run(recipe) -> None:  # noqa: ANN001 - a Recipe; typed loosely to keep imports light
+def _print_dry_run(recipe) -> None:
     import yaml
     from rich.console import Console
     from rich.syntax import Syntax

@@ -9,6 +9,7 @@ forward of their own.
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 import torch
@@ -137,13 +138,22 @@ class EpxGRPOTrainer(GRPOTrainer):
         keys = list(totals)
         device = self.accelerator.device
         local = torch.tensor([float(totals[key]) for key in keys], device=device)
-        summed = dict(zip(keys, self.accelerator.gather(local).view(-1, len(keys)).sum(0).tolist()))
+        summed = dict(
+            zip(
+                keys,
+                self.accelerator.gather(local).view(-1, len(keys)).sum(0).tolist(),
+                strict=True,
+            )
+        )
         metrics = self._metrics["train"]
         if has_correctness and summed["total"]:
             metrics["accuracy"].append(summed["correct"] / summed["total"])
         metrics["reward/failures"].append(summed["failures"])
         metrics["reward/timeouts"].append(summed["timeouts"])
-        if summed["scored"] and summed["failures"] / summed["scored"] > self.max_reward_failure_rate:
+        if (
+            summed["scored"]
+            and summed["failures"] / summed["scored"] > self.max_reward_failure_rate
+        ):
             raise RunError(
                 f"reward functions failed on {int(summed['failures'])} of {int(summed['scored'])} "
                 f"scorings at step {self.state.global_step + 1}, above reward.max_failure_rate="
@@ -200,10 +210,9 @@ class EpxGRPOTrainer(GRPOTrainer):
         metrics = self._metrics["train"]
         for offset, name in ((0, "positive"), (4, "negative")):
             ent_sum, ent_count, ppl_sum, ppl_count = gathered[offset : offset + 4]
-            if ent_count:
-                metrics[f"entropy/{name}"].append(ent_sum / ent_count)
-            if ppl_count:
-                metrics[f"log_ppl/{name}"].append(ppl_sum / ppl_count)
+            # NaN (null in metrics.jsonl) when no sample has that sign: the columns stay stable
+            metrics[f"entropy/{name}"].append(ent_sum / ent_count if ent_count else math.nan)
+            metrics[f"log_ppl/{name}"].append(ppl_sum / ppl_count if ppl_count else math.nan)
 
     def log(self, logs: dict[str, float], start_time: float | None = None) -> None:
         """Before TRL averages the step's metrics, feed the stage detector and log `stage`."""

@@ -21,7 +21,13 @@ SIMPLE = {
 def annotation(field: dataclasses.Field) -> str:
     text = field.type if isinstance(field.type, str) else repr(field.type)
     text = SIMPLE.get(text, text)
-    for enum in ("HubStrategy", "IntervalStrategy", "SaveStrategy", "SchedulerType", "OptimizerNames"):
+    for enum in (
+        "HubStrategy",
+        "IntervalStrategy",
+        "SaveStrategy",
+        "SchedulerType",
+        "OptimizerNames",
+    ):
         text = text.replace(f"transformers.trainer_utils.{enum} | str", "str")
         text = text.replace(f"transformers.training_args.{enum} | str", "str")
     return text.replace("typing.Any", "Any")
@@ -43,14 +49,21 @@ def main() -> None:
         "GRPO_FIELD_TYPES: dict[str, str] = {",
     ]
     lines += [f'    "{f.name}": "{annotation(f)}",' for f in fields]
-    lines += ["}", "", "# Defaults of the scalar fields (what TRL uses when a recipe leaves them out).", ""]
+    lines += [
+        "}",
+        "",
+        "# Defaults of the scalar fields (what TRL uses when a recipe leaves them out).",
+        "",
+    ]
     lines += ["GRPO_DEFAULTS: dict[str, object] = {"]
     for f in fields:
         default = f.default
         if isinstance(default, bool | int | float | str | type(None)):
             lines.append(f'    "{f.name}": {default!r},')
     lines += ["}", ""]
-    Path(__file__).resolve().parents[1].joinpath("epx", "grpo_fields.py").write_text("\n".join(lines))
+    Path(__file__).resolve().parents[1].joinpath("epx", "grpo_fields.py").write_text(
+        "\n".join(lines)
+    )
 
 
 if __name__ == "__main__":

@@ -53,13 +53,18 @@ def test_unknown_key_names_file_key_and_nearest(tmp_path):
 
 def test_wrong_value_says_what_was_expected(tmp_path):
     path = write(tmp_path, minimal(shaping={"method": "pll"}))
-    with pytest.raises(RecipeError, match=r"shaping\.method: .*'none', 'ppl', 'position' or 'both'"):
+    with pytest.raises(
+        RecipeError, match=r"shaping\.method: .*'none', 'ppl', 'position' or 'both'"
+    ):
         load_recipe(path)
 
 
 def test_unknown_grpo_field_lists_nearest_valid_names(tmp_path):
     path = write(tmp_path, minimal(grpo={"num_generation": 4}))
-    with pytest.raises(RecipeError, match=r"grpo\.num_generation: not a GRPOConfig field; did you mean num_generations"):
+    with pytest.raises(
+        RecipeError,
+        match=r"grpo\.num_generation: not a GRPOConfig field; did you mean num_generations",
+    ):
         load_recipe(path)
 
 
@@ -86,14 +91,19 @@ def test_override_creates_missing_sections():
 
 def test_unknown_reward_function_lists_known(tmp_path):
     path = write(tmp_path, minimal(reward={"functions": [{"name": "corectness"}]}))
-    with pytest.raises(RecipeError, match=r"unknown reward function 'corectness'; known are .*did you mean correctness"):
+    with pytest.raises(
+        RecipeError,
+        match=r"unknown reward function 'corectness'; known are .*did you mean correctness",
+    ):
         load_recipe(path)
 
 
 def test_resolved_recipe_round_trips(tmp_path):
     recipe = load_recipe(TINY)
     again = write(tmp_path, yaml.safe_load(recipe_to_yaml(recipe)))
-    assert load_recipe(again).model_dump(exclude={"source"}) == recipe.model_dump(exclude={"source"})
+    assert load_recipe(again).model_dump(exclude={"source"}) == recipe.model_dump(
+        exclude={"source"}
+    )
 
 
 def test_snapshot_matches_installed_trl():
@@ -120,7 +130,11 @@ def test_cpu_defaults_fix_trl_gpu_defaults():
         # 2 x 2 processes = 4: 8 does not divide it
         ({"num_generations": 8, "per_device_train_batch_size": 2}, 2, r"= 4\) must be divisible"),
         ({"num_generations": 4, "per_device_train_batch_size": 4, "bf16": True}, 1, "needs a GPU"),
-        ({"num_generations": 4, "per_device_train_batch_size": 4, "use_vllm": True}, 1, "needs a GPU"),
+        (
+            {"num_generations": 4, "per_device_train_batch_size": 4, "use_vllm": True},
+            1,
+            "needs a GPU",
+        ),
     ],
 )
 def test_batch_rules(grpo, processes, message):
@@ -136,7 +150,11 @@ def test_batch_rules_accept_groups_spread_over_processes():
 
 def run_cli(*args: str) -> subprocess.CompletedProcess:
     return subprocess.run(
-        [sys.executable, "-m", "epx.cli", *args], capture_output=True, text=True, cwd=REPO, timeout=120
+        [sys.executable, "-m", "epx.cli", *args],
+        capture_output=True,
+        text=True,
+        cwd=REPO,
+        timeout=120,
     )
 
 

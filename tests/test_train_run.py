@@ -1,0 +1,121 @@
+"""`epx train` on tiny-random for real: metrics, checkpoints, W&B offline, resume, failure abort."""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import pytest
+
+from epx.errors import RunError
+from epx.recipe import load_recipe
+from epx.rewards import CountingReward
+from epx.train import build_trainer, run_training
+
+REPO = Path(__file__).resolve().parents[1]
+TINY = REPO / "recipes" / "tiny-random.yaml"
+SECRET = "wandb-secret-key-0123456789abcdef0123"
+STEP_KEYS = {
+    "step", "reward", "accuracy", "entropy/positive", "entropy/negative", "log_ppl/positive",
+    "log_ppl/negative", "shaping/ppl/weight_min", "shaping/ppl/weight_mean",
+    "shaping/ppl/weight_max", "shaping/position/active", "shaping/position/bonus_abs_mean",
+    "stage", "reward/failures",
+}  # fmt: skip
+
+
+def steps_logged(run: Path) -> list[int]:
+    lines = (run / "metrics.jsonl").read_text().splitlines()
+    return [json.loads(line)["step"] for line in lines if "reward" in json.loads(line)]
+
+
+@pytest.fixture(scope="module")
+def first_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Four steps with a checkpoint every two, W&B offline, a W&B key in the environment."""
+    run = tmp_path_factory.mktemp("train") / "run"
+    os.environ["WANDB_API_KEY"] = SECRET
+    os.environ["WANDB_DIR"] = str(run.parent)
+    try:
+        run_training(load_recipe(TINY, [f"output_dir={run}", "logging.mode=offline"]))
+    finally:
+        del os.environ["WANDB_API_KEY"]
+    return run
+
+
+def test_run_writes_metrics_every_step(first_run):
+    records = [json.loads(line) for line in (first_run / "metrics.jsonl").read_text().splitlines()]
+    steps = [r for r in records if "reward" in r]
+    assert [r["step"] for r in steps] == [1, 2, 3, 4]
+    for record in steps:
+        assert set(record) >= STEP_KEYS, STEP_KEYS - set(record)
+        assert 0.0 <= record["accuracy"] <= 1.0 and record["stage"] in (0.0, 1.0)
+        assert 0.8 <= record["shaping/ppl/weight_min"] <= record["shaping/ppl/weight_max"] <= 1.2
+
+
+def test_run_saves_checkpoints_with_the_resolved_recipe(first_run):
+    for step in (2, 4):
+        checkpoint = first_run / f"checkpoint-{step}"
+        saved = load_recipe(checkpoint / "recipe.yaml")
+        assert saved.shaping.method == "both" and saved.output_dir == str(first_run)
+        state = json.loads((checkpoint / "trainer_state.json").read_text())
+        assert state["global_step"] == step
+        assert (
+            state["stateful_callbacks"]["StageCallback"]["attributes"]["tracker_state"]["step"]
+            == step
+        )
+    assert (first_run / "curves.png").stat().st_size > 10_000
+
+
+def test_run_logs_wandb_offline_and_writes_no_secret(first_run):
+    offline_runs = list(first_run.parent.glob("wandb/offline-run-*"))
+    assert offline_runs, "W&B wrote no offline run"
+    for path in first_run.parent.rglob("*"):
+        if path.is_file() and path.stat().st_size < 50_000_000:
+            assert SECRET.encode() not in path.read_bytes(), path
+
+
+def test_resume_continues_global_step(first_run):
+    # as if the process died after logging step 5 but before checkpointing it, mid-write of step 6
+    with (first_run / "metrics.jsonl").open("a") as handle:
+        handle.write(json.dumps({"step": 5, "reward": 0.0}) + "\n" + '{"step": 6, "rew')
+    recipe = load_recipe(
+        TINY, [f"output_dir={first_run}", "grpo.max_steps=6", "logging.mode=disabled"]
+    )
+    result = run_training(recipe, resume=True)
+    assert result.global_step == 6
+    assert steps_logged(first_run) == [1, 2, 3, 4, 5, 6]  # 5 and 6 once each: redone after step 4
+    state = json.loads((first_run / "checkpoint-6" / "trainer_state.json").read_text())
+    tracker = state["stateful_callbacks"]["StageCallback"]["attributes"]["tracker_state"]
+    assert tracker["step"] == 6  # 4 restored + 2 new, not restarted from 0
+
+
+def test_existing_run_needs_resume(first_run):
+    with pytest.raises(RunError, match="pass --resume"):
+        run_training(load_recipe(TINY, [f"output_dir={first_run}", "logging.mode=disabled"]))
+
+
+def test_resume_without_checkpoint_is_an_error(tmp_path):
+    with pytest.raises(RunError, match="no checkpoint-N folder"):
+        run_training(
+            load_recipe(TINY, [f"output_dir={tmp_path}", "logging.mode=disabled"]), resume=True
+        )
+
+
+class BrokenReward(CountingReward):
+    """A reward whose scoring raises: the base class turns that into 0.0 and a counted failure."""
+
+    name = "broken"
+
+    def _score(self, texts, completion_ids, columns):
+        raise RuntimeError("scorer crashed")
+
+
+def test_reward_failures_abort_the_run_with_a_clear_message(tmp_path):
+    recipe = load_recipe(
+        TINY, [f"output_dir={tmp_path}", "logging.mode=disabled", "reward.max_failure_rate=0.5"]
+    )
+    trainer = build_trainer(recipe, reward_funcs=[BrokenReward()])
+    with pytest.raises(
+        RunError, match=r"failed on 8 of 8 scorings at step 1, above reward.max_failure_rate=0.5"
+    ):
+        trainer.train()

@@ -1,0 +1,178 @@
+"""EpxGRPOTrainer on the real tiny model through the real TRL trainer.
+
+- method none: loss and gradients equal the parent GRPOTrainer's on the same batch;
+- shaping on: the advantages handed to the loss are the formula's, computed here independently;
+- TRL's old log-probs are used when TRL computed them (no extra forward).
+"""
+
+from __future__ import annotations
+
+import copy
+import math
+from pathlib import Path
+
+import pytest
+import torch
+from trl import GRPOTrainer
+
+from epx.recipe import load_recipe
+from epx.train import build_trainer
+
+REPO = Path(__file__).resolve().parents[1]
+TINY = REPO / "recipes" / "tiny-random.yaml"
+G = 4  # num_generations of the tiny recipe
+
+
+def char_sum_reward(completions: list[str], **kwargs) -> list[float]:
+    """A deterministic reward that varies within a group (random text -> varied sums)."""
+    return [float(sum(map(ord, text)) % 5) for text in completions]
+
+
+def make_trainer(tmp_path: Path, *overrides: str):
+    recipe = load_recipe(
+        TINY, [f"output_dir={tmp_path / 'run'}", "logging.mode=disabled", *overrides]
+    )
+    trainer = build_trainer(recipe, reward_funcs=[char_sum_reward])
+    trainer.model.train()
+    trainer.current_gradient_accumulation_steps = 1
+    return trainer
+
+
+def batch_of(trainer) -> list[dict]:
+    """Two prompts, each repeated G times, as TRL's sampler hands them over."""
+    rows = [trainer.train_dataset[i] for i in range(2)]
+    return [row for row in rows for _ in range(G)]
+
+
+def generate(trainer, inputs, seed: int = 0) -> dict:
+    torch.manual_seed(seed)
+    return trainer._generate_and_score_completions(copy.deepcopy(inputs))
+
+
+def loss_and_grads(trainer, output) -> tuple[torch.Tensor, list[torch.Tensor]]:
+    trainer.model.zero_grad()
+    loss = trainer._compute_loss(trainer.model, output)
+    loss.backward()
+    return loss.detach(), [p.grad.clone() for p in trainer.model.parameters() if p.grad is not None]
+
+
+def parent_of(trainer) -> GRPOTrainer:
+    """A plain TRL GRPOTrainer with an identical copy of the model and the same arguments."""
+    parent = GRPOTrainer(
+        model=copy.deepcopy(trainer.model),
+        reward_funcs=[char_sum_reward],
+        args=trainer.args,
+        train_dataset=trainer.train_dataset,
+        processing_class=trainer.processing_class,
+    )
+    parent.model.train()
+    parent.current_gradient_accumulation_steps = 1
+    return parent
+
+
+def test_method_none_equals_parent_loss_and_gradients(tmp_path):
+    trainer = make_trainer(tmp_path, "shaping.method=none")
+    parent = parent_of(trainer)
+    inputs = batch_of(trainer)
+    ours, theirs = generate(trainer, inputs), generate(parent, inputs)
+    assert torch.equal(ours["completion_ids"], theirs["completion_ids"])
+    assert ours["advantages"].abs().sum() > 0, "the test needs non-zero advantages"
+    assert torch.equal(ours["advantages"], theirs["advantages"])
+    loss, grads = loss_and_grads(trainer, ours)
+    parent_loss, parent_grads = loss_and_grads(parent, theirs)
+    assert torch.equal(loss, parent_loss)
+    assert len(grads) == len(parent_grads) > 0
+    for ours_grad, parent_grad in zip(grads, parent_grads, strict=True):
+        assert torch.equal(ours_grad, parent_grad)
+
+
+def reference_logps(model, output, temperature: float) -> torch.Tensor:
+    """Token log-probs of the completions by a plain forward (not TRL's code path)."""
+    ids = torch.cat([output["prompt_ids"], output["completion_ids"]], dim=1)
+    attention = torch.cat([output["prompt_mask"], output["completion_mask"]], dim=1)
+    with torch.no_grad():
+        logits = model(input_ids=ids, attention_mask=attention).logits.float()
+    prompt_length = output["prompt_ids"].size(1)
+    logits = logits[:, prompt_length - 1 : -1] / temperature
+    return torch.log_softmax(logits, -1).gather(-1, output["completion_ids"].unsqueeze(-1))[..., 0]
+
+
+def formula_advantages(adv, logps, mask, alpha_ppl, alpha_pos, k=15.0, c=0.5) -> torch.Tensor:
+    """PAPER.md written out with loops: PPL weight (IQR, pop. std, floor, clamp), then position."""
+    B, T = mask.shape
+    log_ppl = [-(logps[i][mask[i].bool()]).sum().item() / mask[i].sum().item() for i in range(B)]
+    weights = []
+    for g in range(B // G):
+        group = torch.tensor(log_ppl[g * G : (g + 1) * G], dtype=torch.float64)
+        q1, q3 = torch.quantile(group, 0.25).item(), torch.quantile(group, 0.75).item()
+        low, high = q1 - 1.5 * (q3 - q1), q3 + 1.5 * (q3 - q1)
+        kept = [v for v in group.tolist() if low <= v <= high] or group.tolist()
+        mean = sum(kept) / len(kept)
+        std = math.sqrt(sum((v - mean) ** 2 for v in kept) / len(kept))
+        std = 1.0 if std <= 1e-6 else std
+        weights += [min(max(1 - alpha_ppl * (v - mean) / std, 0.8), 1.2) for v in group.tolist()]
+    expected = torch.zeros(B, T, dtype=torch.float64)
+    for i in range(B):
+        length = int(mask[i].sum())
+        a = adv[i].item() * weights[i]
+        for t in range(length):
+            bonus = min(alpha_pos / (1 + math.exp(-k * (t / length - c))), 0.5 * abs(a))
+            expected[i, t] = a + math.copysign(bonus, a) if a != 0 else 0.0
+    return expected
+
+
+@pytest.mark.parametrize("method", ["ppl", "position", "both"])
+def test_shaped_advantages_are_the_formulas(tmp_path, method):
+    trainer = make_trainer(
+        tmp_path,
+        f"shaping.method={method}",
+        "shaping.ppl.alpha=0.3",
+        "shaping.position.schedule=always",
+    )
+    parent = parent_of(trainer)
+    inputs = batch_of(trainer)
+    shaped, plain = generate(trainer, inputs), generate(parent, inputs)
+    assert torch.equal(shaped["completion_ids"], plain["completion_ids"])
+    mask = plain["completion_mask"]
+    logps = reference_logps(parent.model, plain, trainer.args.temperature)
+    alpha_ppl = 0.3 if method in ("ppl", "both") else 0.0
+    alpha_pos = 0.1 if method in ("position", "both") else 0.0
+    expected = formula_advantages(plain["advantages"], logps, mask, alpha_ppl, alpha_pos)
+    assert shaped["advantages"].shape == mask.shape
+    torch.testing.assert_close(shaped["advantages"].double(), expected, atol=2e-6, rtol=1e-5)
+    if method != "position":  # the weights moved something: the test is not vacuous
+        assert not torch.allclose(expected, plain["advantages"].unsqueeze(1).double() * mask)
+
+
+def test_trl_old_logps_are_used_without_extra_forward(tmp_path):
+    # steps_per_generation 2 with no accumulation: TRL computes old log-probs itself
+    trainer = make_trainer(
+        tmp_path,
+        "shaping.method=ppl",
+        "grpo.steps_per_generation=2",
+        "grpo.per_device_train_batch_size=4",
+    )
+    calls = []
+    trainer._behaviour_logps = lambda output: calls.append(1)  # must not be reached
+    output = generate(trainer, batch_of(trainer))
+    assert "old_per_token_logps" in output and not calls
+    assert output["advantages"].shape == output["completion_mask"].shape
+
+
+def test_position_window_schedule_uses_the_step_being_trained(tmp_path):
+    trainer = make_trainer(
+        tmp_path, "shaping.method=position", "shaping.position.schedule=window",
+        "shaping.position.window=[3, 4]",
+    )  # fmt: skip
+    active = []
+    for global_step in range(6):  # steps being trained: 1..6
+        trainer.state.global_step = global_step
+        active.append(trainer.position_active())
+    assert active == [False, False, True, True, False, False]
+
+
+def test_plateau_schedule_follows_the_stage_detector(tmp_path):
+    trainer = make_trainer(tmp_path, "shaping.method=position", "shaping.position.schedule=plateau")
+    assert not trainer.position_active()
+    trainer.stage_callback().tracker.plateau_step = 7  # as the detector sets it
+    assert trainer.position_active()
