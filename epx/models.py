@@ -17,6 +17,7 @@ from epx.errors import ModelError
 from epx.recipe import ModelSection
 
 TINY_RANDOM = "tiny-random"
+RANDOM_PREFIX = "random:"  # random:qwen2.5-0.5b -> that architecture's shape, random weights
 CHECKPOINT_PATTERN = re.compile(r"^checkpoint-(\d+)$")
 
 
@@ -108,10 +109,12 @@ def load_tokenizer(cfg: ModelSection, *, padding_side: str = "left") -> Any:
     """The tokenizer of `cfg`, with a pad token (eos if it has none) and the given padding side."""
     from transformers import AutoTokenizer
 
-    if cfg.name_or_path == TINY_RANDOM and cfg.tokenizer is None:
-        from epx.tiny import build_tiny_tokenizer
+    if _is_random(cfg) and cfg.tokenizer is None:
+        from epx.tiny import QWEN_VOCAB_SIZE, build_tiny_tokenizer
 
-        tokenizer = build_tiny_tokenizer()
+        tokenizer = build_tiny_tokenizer(
+            None if cfg.name_or_path == TINY_RANDOM else QWEN_VOCAB_SIZE
+        )
     else:
         source = resolve_package_path(cfg.tokenizer or cfg.name_or_path)
         if source.endswith(".gguf"):
@@ -123,13 +126,30 @@ def load_tokenizer(cfg: ModelSection, *, padding_side: str = "left") -> Any:
     return tokenizer
 
 
+def _is_random(cfg: ModelSection) -> bool:
+    return cfg.name_or_path == TINY_RANDOM or cfg.name_or_path.startswith(RANDOM_PREFIX)
+
+
+def _random_shape(cfg: ModelSection) -> dict[str, Any] | None:
+    if cfg.name_or_path == TINY_RANDOM:
+        return None
+    from epx.tiny import ARCHITECTURES
+
+    name = cfg.name_or_path.removeprefix(RANDOM_PREFIX)
+    if name not in ARCHITECTURES:
+        raise ModelError(
+            f"unknown random architecture '{name}'; known are {', '.join(sorted(ARCHITECTURES))}"
+        )
+    return ARCHITECTURES[name]
+
+
 def load_model(cfg: ModelSection, tokenizer: Any, *, merge_adapter: bool = True) -> Any:
     """The causal LM of `cfg` in its dtype (adapters in `cfg.adapter` merged when asked)."""
     dtype = torch_dtype(cfg.dtype)
-    if cfg.name_or_path == TINY_RANDOM:
+    if _is_random(cfg):
         from epx.tiny import build_tiny_model
 
-        model = build_tiny_model(tokenizer, seed=cfg.seed).to(dtype)
+        model = build_tiny_model(tokenizer, seed=cfg.seed, shape=_random_shape(cfg)).to(dtype)
     else:
         from transformers import AutoModelForCausalLM
 

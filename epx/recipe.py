@@ -48,7 +48,8 @@ class LoraSection(Section):
 
 class ModelSection(Section):
     name_or_path: str = Field(
-        description="Hub id, local dir, a .gguf file, or 'tiny-random' (a small random Qwen2)."
+        description="Hub id, local dir, .gguf file, pkg://PACKAGE/FILE, 'tiny-random', or "
+        "random:ARCH (random weights of a real shape, e.g. random:qwen2.5-0.5b, for timing)."
     )
     dtype: Literal["auto", "float32", "bfloat16", "float16"] = Field(
         "auto", description="Weights dtype; auto is float32 on CPU and bfloat16 on a GPU."
