@@ -161,7 +161,9 @@ def build_trainer(recipe: Recipe, reward_funcs: list[Any] | None = None) -> Any:
         RecipeSnapshotCallback(recipe_to_yaml(recipe)),
         RichProgressCallback(),
     ]
-    callbacks += _eval_callbacks(recipe, tokenizer, args)
+    eval_callback = _eval_callback(recipe, tokenizer)
+    if eval_callback is not None:
+        callbacks.append(eval_callback)
     trainer = EpxGRPOTrainer(
         model=model,
         reward_funcs=reward_funcs,
@@ -175,15 +177,18 @@ def build_trainer(recipe: Recipe, reward_funcs: list[Any] | None = None) -> Any:
     )
     for default in (ProgressCallback, PrinterCallback):
         trainer.remove_callback(default)
+    if eval_callback is not None:
+        eval_callback.log_fn = trainer.record_metrics
     return trainer
 
 
-def _eval_callbacks(recipe: Recipe, tokenizer: Any, args: Any) -> list[Any]:
+def _eval_callback(recipe: Recipe, tokenizer: Any) -> Any:
+    """In-training evaluation from the recipe's `eval:` section (None without benches)."""
     if not recipe.eval.benches:
-        return []
-    from epx.eval.callback import InTrainingEvalCallback
+        return None
+    from epx.eval.callback import EvalCallback
 
-    return [InTrainingEvalCallback.from_recipe(recipe, tokenizer, args)]
+    return EvalCallback.from_recipe(recipe, tokenizer=tokenizer)
 
 
 def _finish_wandb() -> None:

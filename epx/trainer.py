@@ -214,6 +214,15 @@ class EpxGRPOTrainer(GRPOTrainer):
             metrics[f"entropy/{name}"].append(ent_sum / ent_count if ent_count else math.nan)
             metrics[f"log_ppl/{name}"].append(ppl_sum / ppl_count if ppl_count else math.nan)
 
+    def record_metrics(self, metrics: dict[str, float], step: int | None = None) -> None:
+        """Add metrics (e.g. in-training eval) to the next logged step's record and reporters.
+
+        TRL averages `_metrics` over the logging interval, so they reach the console, W&B and
+        metrics.jsonl with the step's own metrics (an evaluation before training, with step 1's).
+        """
+        for key, value in metrics.items():
+            self._metrics["train"][key].append(float(value))
+
     def log(self, logs: dict[str, float], start_time: float | None = None) -> None:
         """Before TRL averages the step's metrics, feed the stage detector and log `stage`."""
         metrics = self._metrics["train"]

@@ -9,6 +9,7 @@ import pytest
 
 REPO = Path(__file__).resolve().parents[1]
 DATA_DIR = Path(os.environ.get("EPX_DATA_DIR", REPO.parent / "shared" / "benchmarks"))
+os.environ["EPX_DATA_DIR"] = str(DATA_DIR)  # also for module-scoped fixtures and subprocesses
 
 
 @pytest.fixture(autouse=True)
@@ -17,7 +18,6 @@ def _offline_tracking(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pyt
     monkeypatch.setenv("WANDB_MODE", "offline")
     monkeypatch.setenv("WANDB_DIR", str(tmp_path_factory.mktemp("wandb")))
     monkeypatch.setenv("WANDB_SILENT", "true")
-    monkeypatch.setenv("EPX_DATA_DIR", str(DATA_DIR))
     monkeypatch.setenv("TOKENIZERS_PARALLELISM", "false")
 
 

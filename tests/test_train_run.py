@@ -36,7 +36,9 @@ def first_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
     os.environ["WANDB_API_KEY"] = SECRET
     os.environ["WANDB_DIR"] = str(run.parent)
     try:
-        run_training(load_recipe(TINY, [f"output_dir={run}", "logging.mode=offline"]))
+        overrides = [f"output_dir={run}", "logging.mode=offline", "eval.benches=[aime24]"]
+        overrides += ["eval.limit=2", "eval.n=2", "eval.every_n_steps=2", "eval.max_tokens=8"]
+        run_training(load_recipe(TINY, overrides))
     finally:
         del os.environ["WANDB_API_KEY"]
     return run
@@ -50,6 +52,16 @@ def test_run_writes_metrics_every_step(first_run):
         assert set(record) >= STEP_KEYS, STEP_KEYS - set(record)
         assert 0.0 <= record["accuracy"] <= 1.0 and record["stage"] in (0.0, 1.0)
         assert 0.8 <= record["shaping/ppl/weight_min"] <= record["shaping/ppl/weight_max"] <= 1.2
+
+
+def test_run_evaluates_in_training_into_metrics(first_run):
+    records = [json.loads(line) for line in (first_run / "metrics.jsonl").read_text().splitlines()]
+    evaluated = [r["step"] for r in records if "eval/aime24/acc" in r]
+    assert evaluated == [1, 2, 4]  # before training (logged with step 1), then every 2 steps
+    for record in records:
+        if "eval/aime24/acc" in record:
+            assert 0.0 <= record["eval/aime24/maj"] <= 1.0 and "eval/aime24/pass@2" in record
+    assert (first_run / "eval" / "step-2").is_dir()
 
 
 def test_run_saves_checkpoints_with_the_resolved_recipe(first_run):
