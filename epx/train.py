@@ -72,10 +72,10 @@ def build_reward_functions(recipe: Recipe, max_completion_length: int) -> tuple[
     for spec in recipe.reward.functions:
         try:
             function = build_reward_function(spec.name, **spec.params)
+            if getattr(function, "max_length", 0) is None:  # overlong: the completion limit
+                function.max_length = max_completion_length
         except RecipeError as error:
-            raise RecipeError(f"{recipe.source}: reward.functions: {error}") from None
-        if getattr(function, "max_length", 0) is None:
-            function.max_length = max_completion_length
+            raise RecipeError(f"{recipe.source}: reward.functions.{spec.name}: {error}") from None
         functions.append(function)
         weights.append(spec.weight)
     return functions, weights
