@@ -135,6 +135,7 @@ class RichProgressCallback(TrainerCallback):
 
         self.progress = Progress(
             TextColumn("[bold]train"),
+            TextColumn("{task.fields[phase]:<11}"),
             BarColumn(),
             MofNCompleteColumn(),
             TimeElapsedColumn(),
@@ -147,6 +148,11 @@ class RichProgressCallback(TrainerCallback):
             "train", total=state.max_steps, completed=state.global_step
         )
         self.started = time.perf_counter()
+
+    def set_phase(self, phase: str) -> None:
+        """Show what the step is doing now (generating, optimizing, ...)."""
+        if self.progress is not None:
+            self.progress.update(self.task, phase=phase)
 
     def on_step_end(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
         if self.progress is not None:
@@ -161,7 +167,7 @@ class RichProgressCallback(TrainerCallback):
         for key, label in CONSOLE_COLUMNS:
             if key in logs and isinstance(logs[key], int | float):
                 cells.append(f"{label} {logs[key]:.3g}")
-        self.progress.console.print("  ".join(cells), highlight=False)
+        self.progress.console.print("  ".join(cells), highlight=False, soft_wrap=True)
 
     def on_train_end(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
         if self.progress is not None:

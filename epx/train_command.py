@@ -40,7 +40,7 @@ def _print_dry_run(recipe) -> None:
     from epx.train import grpo_config
 
     config = grpo_config(recipe)
-    shown = {key: getattr(config, key) for key in sorted(config.to_dict()) if key in _SHOWN}
+    shown = {key: value for key, value in config.to_dict().items() if key in _SHOWN}
     console = Console()
     console.rule(f"resolved recipe ({recipe.source})")
     console.print(Syntax(recipe_to_yaml(recipe), "yaml"))

@@ -38,7 +38,9 @@ class EpxGRPOTrainer(GRPOTrainer):
 
     # ---- the seam -------------------------------------------------------------------------
     def _generate_and_score_completions(self, inputs: Any) -> dict[str, Any]:
+        self._show_phase("generating")
         output = super()._generate_and_score_completions(inputs)
+        self._show_phase("optimizing")
         if not self.model.training:
             return output
         self._record_reward_counts()
@@ -98,6 +100,11 @@ class EpxGRPOTrainer(GRPOTrainer):
             batch_size=self.args.per_device_train_batch_size,
         )
         return logps
+
+    def _show_phase(self, phase: str) -> None:
+        for callback in self.callback_handler.callbacks:
+            if hasattr(callback, "set_phase"):
+                callback.set_phase(phase)
 
     def position_active(self) -> bool:
         """Whether the schedule turns the position bonus on for the step being trained (1-based)."""

@@ -142,6 +142,17 @@ def test_batch_rules(grpo, processes, message):
         check_batch_rules(grpo, has_gpu=False, num_processes=processes)
 
 
+@pytest.mark.parametrize("name", ["qwen2.5-math-7b.yaml", "qwen2.5-7b.yaml"])
+def test_paper_recipes_pass_batch_rules_on_8_gpus(name):
+    recipe = load_recipe(REPO / "recipes" / name)
+    kwargs = grpo_kwargs(recipe, has_gpu=True, num_processes=8)
+    assert (
+        kwargs["num_generations"] == 8 and kwargs["beta"] == 0.0 and kwargs["epsilon_high"] == 0.28
+    )
+    with pytest.raises(RecipeError, match="needs a GPU"):  # bf16 on a CPU-only machine
+        grpo_kwargs(recipe, has_gpu=False)
+
+
 def test_batch_rules_accept_groups_spread_over_processes():
     check_batch_rules(
         {"num_generations": 4, "per_device_train_batch_size": 2}, has_gpu=False, num_processes=2
