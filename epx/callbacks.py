@@ -134,8 +134,7 @@ class RichProgressCallback(TrainerCallback):
         )
 
         self.progress = Progress(
-            TextColumn("[bold]train"),
-            TextColumn("{task.fields[phase]:<11}"),
+            TextColumn("[bold]train[/] {task.description:<11}"),
             BarColumn(),
             MofNCompleteColumn(),
             TimeElapsedColumn(),
@@ -152,7 +151,7 @@ class RichProgressCallback(TrainerCallback):
     def set_phase(self, phase: str) -> None:
         """Show what the step is doing now (generating, optimizing, ...)."""
         if self.progress is not None:
-            self.progress.update(self.task, phase=phase)
+            self.progress.update(self.task, description=phase)
 
     def on_step_end(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
         if self.progress is not None:

@@ -7,13 +7,15 @@ import math
 from pathlib import Path
 from typing import Any
 
-CURVES = (
-    ("reward", "reward"),
-    ("accuracy", "accuracy"),
-    ("entropy/positive", "entropy (positive samples)"),
-    ("entropy/negative", "entropy (negative samples)"),
-    ("stage", "stage (0 rising, 1 plateau)"),
+PANELS = (
+    ("reward and accuracy", (("reward", "reward"), ("accuracy", "accuracy"))),
+    (
+        "token entropy",
+        (("entropy/positive", "positive samples"), ("entropy/negative", "negative samples")),
+    ),
+    ("stage", (("stage", "0 rising, 1 plateau"),)),
 )
+SMOOTHING = 5  # steps of the moving average drawn over each series
 SUMMARY_KEYS = (
     "reward",
     "accuracy",
@@ -63,8 +65,16 @@ def summary_table(path: str | Path) -> Any:
     return table
 
 
+def moving_average(values: list[float], size: int) -> list[float]:
+    """Trailing mean over up to `size` values (the first points average what exists so far)."""
+    return [
+        sum(values[max(0, i + 1 - size) : i + 1]) / len(values[max(0, i + 1 - size) : i + 1])
+        for i in range(len(values))
+    ]
+
+
 def plot_curves(path: str | Path, out_png: str | Path) -> Path | None:
-    """reward, accuracy, entropy of positive/negative samples and stage against the step."""
+    """Reward and accuracy, entropy of positive/negative samples, and stage against the step."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -73,16 +83,29 @@ def plot_curves(path: str | Path, out_png: str | Path) -> Path | None:
     records = read_metrics(path)
     if not records:
         return None
-    fig, axes = plt.subplots(len(CURVES), 1, figsize=(7, 2.2 * len(CURVES)), sharex=True)
-    for axis, (key, label) in zip(axes, CURVES, strict=True):
-        points = [(r["step"], r[key]) for r in records if isinstance(r.get(key), int | float)]
-        if points:
+    fig, axes = plt.subplots(len(PANELS), 1, figsize=(7.5, 7), sharex=True,
+                             gridspec_kw={"height_ratios": [3, 3, 1]})  # fmt: skip
+    for axis, (title, series) in zip(axes, PANELS, strict=True):
+        for key, label in series:
+            points = [(r["step"], r[key]) for r in records if isinstance(r.get(key), int | float)]
+            if not points:
+                continue
             steps, values = zip(*points, strict=True)
-            axis.plot(steps, values, marker="o", markersize=3, linewidth=1.2)
-        axis.set_ylabel(label, fontsize=8)
+            line = axis.plot(steps, values, marker="o", markersize=2.5, linewidth=0.8, alpha=0.45)
+            if key != "stage":
+                smooth = moving_average(list(values), SMOOTHING)
+                axis.plot(steps, smooth, color=line[0].get_color(), linewidth=2, label=label)
+            else:
+                line[0].set_label(label)
+        axis.set_title(title, fontsize=9, loc="left")
         axis.grid(alpha=0.3)
+        axis.legend(fontsize=8, loc="best")
+    axes[-1].set_ylim(-0.15, 1.15)
+    axes[-1].set_yticks([0, 1])
     axes[-1].set_xlabel("global step")
-    fig.suptitle(f"{Path(path).parent.name}")
+    fig.suptitle(
+        f"{Path(path).parent.name} (thin: per step; thick: {SMOOTHING}-step mean)", fontsize=10
+    )
     fig.tight_layout()
     fig.savefig(out_png, dpi=110)
     plt.close(fig)
