@@ -10,11 +10,8 @@ import typer
 
 def register(app: typer.Typer, wrap: Callable[[Callable[..., Any]], Callable[..., Any]]) -> None:
     """Attach every command; `wrap` maps EpxError to one line and an exit code."""
+    from epx.eval.command import eval_command
     from epx.train_command import train_command
 
     app.command("train")(wrap(train_command))
-    try:
-        from epx.eval.command import eval_command
-    except ImportError:  # the eval package is not there yet
-        return
     app.command("eval")(wrap(eval_command))

@@ -34,7 +34,8 @@ def configure_wandb(recipe: Recipe, output_dir: Path) -> None:
             "use offline (then `wandb sync`) or disabled"
         )
     os.environ["WANDB_MODE"] = mode
-    os.environ.setdefault("WANDB_DIR", str(output_dir))
+    os.environ["WANDB_DIR"] = str(output_dir)  # the run's W&B files live with the run
+    _reset_wandb()  # W&B keeps the first run's settings per process; the next run re-reads them
     os.environ["WANDB_PROJECT"] = recipe.logging.project
     if recipe.logging.entity:
         os.environ["WANDB_ENTITY"] = recipe.logging.entity
@@ -189,6 +190,15 @@ def _eval_callback(recipe: Recipe, tokenizer: Any) -> Any:
     from epx.eval.callback import EvalCallback
 
     return EvalCallback.from_recipe(recipe, tokenizer=tokenizer)
+
+
+def _reset_wandb() -> None:
+    import sys
+
+    wandb = sys.modules.get("wandb")
+    if wandb is not None:
+        _finish_wandb()
+        wandb.teardown()
 
 
 def _finish_wandb() -> None:

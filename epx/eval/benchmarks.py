@@ -1,0 +1,238 @@
+"""The benchmark registry and loaders: a name (or a JSONL path) -> a list of problems.
+
+Local data: `<data_dir>/<name>.jsonl`, one problem a line with `problem` and `answer` (and an
+optional `id`). The data dir comes from `--data-dir` or `EPX_DATA_DIR`; with neither, the public
+hub dataset is loaded through `datasets.load_dataset` (needs network or a warm HF cache).
+"""
+
+from __future__ import annotations
+
+import difflib
+import hashlib
+import json
+import os
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from epx.errors import DataError
+
+DATA_DIR_ENV = "EPX_DATA_DIR"
+
+
+@dataclass(frozen=True)
+class Problem:
+    """One benchmark problem: a stable id, the problem text and the gold answer."""
+
+    id: str
+    problem: str
+    answer: str
+
+
+@dataclass(frozen=True)
+class Benchmark:
+    """A registered benchmark: its local file name and its public hub source with a field map."""
+
+    name: str
+    hub_id: str
+    split: str
+    problem_field: str
+    answer_field: str
+    id_field: str | None = None
+    hub_config: str | None = None
+
+    @property
+    def file_name(self) -> str:
+        return f"{self.name}.jsonl"
+
+
+@dataclass(frozen=True)
+class LoadedBenchmark:
+    """A benchmark's problems in file order, where they came from and a fingerprint of them."""
+
+    name: str
+    source: str  # a file path or "hub:<dataset id>"
+    problems: tuple[Problem, ...] = field(repr=False)
+
+    @property
+    def fingerprint(self) -> str:
+        """sha256 (16 hex) over ids, problems and answers: resume refuses changed data."""
+        digest = hashlib.sha256()
+        for problem in self.problems:
+            for part in (problem.id, problem.problem, problem.answer):
+                digest.update(part.encode())
+                digest.update(b"\0")
+        return digest.hexdigest()[:16]
+
+
+REGISTRY: dict[str, Benchmark] = {}
+
+
+def register(benchmark: Benchmark) -> None:
+    """Add a benchmark to the registry; a name registered twice is an error."""
+    if benchmark.name in REGISTRY:
+        raise ValueError(f"benchmark {benchmark.name!r} is registered twice")
+    REGISTRY[benchmark.name] = benchmark
+
+
+# The public hub equivalents of ../shared/benchmarks (what a user with network access gets).
+# fmt: off
+#  name            hub dataset                  split    problem     answer          id           config
+_HUB_TABLE = (
+    ("aime24",        "HuggingFaceH4/aime_2024",   "train", "problem",  "answer",       "id",        None),
+    ("aime25",        "math-ai/aime25",            "test",  "problem",  "answer",       "id",        None),
+    ("amc",           "AI-MO/aimo-validation-amc", "train", "problem",  "answer",       "id",        None),
+    ("amc23",         "math-ai/amc23",             "test",  "question", "answer",       "id",        None),
+    ("math500",       "HuggingFaceH4/MATH-500",    "test",  "problem",  "answer",       "unique_id", None),
+    ("minerva",       "math-ai/minervamath",       "test",  "question", "answer",       None,        None),
+    ("olympiadbench", "Hothan/OlympiadBench",      "train", "question", "final_answer", "id",
+     "OE_TO_maths_en_COMP"),
+)
+# fmt: on
+for _row in _HUB_TABLE:
+    register(Benchmark(*_row))
+
+
+def known_names() -> str:
+    return ", ".join(REGISTRY)
+
+
+def nearest_names(name: str, cutoff: float = 0.6) -> list[str]:
+    """The registered names most similar to `name` (all of them on a tie), in registry order."""
+    ratios = {known: difflib.SequenceMatcher(None, name, known).ratio() for known in REGISTRY}
+    best = max(ratios.values(), default=0.0)
+    return [known for known, ratio in ratios.items() if ratio >= max(best, cutoff)]
+
+
+def resolve_data_dir(data_dir: str | os.PathLike[str] | None) -> Path | None:
+    """The explicit data dir, else `$EPX_DATA_DIR`, else None (use the hub)."""
+    if data_dir is not None and str(data_dir) != "":
+        return Path(data_dir)
+    env = os.environ.get(DATA_DIR_ENV, "")
+    return Path(env) if env else None
+
+
+def parse_bench_list(spec: str | list[str] | tuple[str, ...]) -> list[str]:
+    """Split `aime24,math500` (or a list of such) into names, keeping order, dropping repeats."""
+    parts = [spec] if isinstance(spec, str) else list(spec)
+    names: list[str] = []
+    for part in parts:
+        for name in part.split(","):
+            name = name.strip()
+            if name and name not in names:
+                names.append(name)
+    if not names:
+        raise DataError(f"no benchmark given: use --bench with one or more of {known_names()}")
+    return names
+
+
+def _looks_like_path(spec: str) -> bool:
+    return spec.endswith(".jsonl") or os.sep in spec or "/" in spec
+
+
+def load_benchmark(
+    spec: str,
+    data_dir: str | os.PathLike[str] | None = None,
+    loader: Callable[..., Any] | None = None,
+) -> LoadedBenchmark:
+    """Load a registered benchmark by name, or any JSONL file by path.
+
+    `loader` replaces `datasets.load_dataset` for the hub path (tests); it is called with the
+    hub id, the config and `split=`.
+    """
+    if _looks_like_path(spec) and spec not in REGISTRY:
+        path = Path(spec)
+        if not path.is_file():
+            raise DataError(f"benchmark file not found: {path}")
+        name = path.name.removesuffix(".jsonl")
+        return LoadedBenchmark(name, str(path), tuple(read_jsonl_problems(path, name)))
+    if spec not in REGISTRY:
+        close = nearest_names(spec)
+        hint = f"; did you mean {' or '.join(close)}?" if close else ""
+        raise DataError(f"unknown benchmark {spec!r}: known are {known_names()}{hint}")
+    benchmark = REGISTRY[spec]
+    directory = resolve_data_dir(data_dir)
+    if directory is not None:
+        path = directory / benchmark.file_name
+        if not path.is_file():
+            raise DataError(
+                f"benchmark file missing: {path} (the data dir from --data-dir or "
+                f"{DATA_DIR_ENV} must hold {benchmark.file_name})"
+            )
+        return LoadedBenchmark(spec, str(path), tuple(read_jsonl_problems(path, spec)))
+    return LoadedBenchmark(spec, f"hub:{benchmark.hub_id}", tuple(_load_hub(benchmark, loader)))
+
+
+def read_jsonl_problems(path: Path, name: str) -> list[Problem]:
+    """Read `problem`/`answer` (optional `id`) lines; a bad line is a DataError naming file:line."""
+    problems: list[Problem] = []
+    seen: set[str] = set()
+    try:
+        lines = path.read_text(encoding="utf-8").splitlines()
+    except (OSError, UnicodeDecodeError) as error:
+        raise DataError(f"cannot read benchmark file {path}: {error}") from None
+    for number, line in enumerate(lines, start=1):
+        if not line.strip():
+            continue
+        try:
+            row = json.loads(line)
+        except json.JSONDecodeError as error:
+            raise DataError(f"{path}:{number}: not valid JSON ({error.msg})") from None
+        if not isinstance(row, dict):
+            raise DataError(f"{path}:{number}: expected a JSON object with problem and answer")
+        for key in ("problem", "answer"):
+            if key not in row or row[key] is None or str(row[key]).strip() == "":
+                raise DataError(f"{path}:{number}: missing field {key!r}")
+        problem_id = str(row.get("id", f"{name}-{len(problems)}"))
+        if problem_id in seen:
+            raise DataError(f"{path}:{number}: duplicate id {problem_id!r}")
+        seen.add(problem_id)
+        problems.append(Problem(problem_id, str(row["problem"]), _answer_text(row["answer"])))
+    if not problems:
+        raise DataError(f"benchmark file {path} holds no problems")
+    return problems
+
+
+def _answer_text(answer: Any) -> str:
+    """Gold answers as strings; a list (OlympiadBench's final_answer) gives its first element."""
+    if isinstance(answer, list | tuple):
+        answer = answer[0] if answer else ""
+    if isinstance(answer, float) and answer.is_integer():
+        answer = int(answer)  # AMC golds on the hub are floats like 27.0
+    text = str(answer).strip()
+    if len(text) >= 2 and text.startswith("$") and text.endswith("$"):
+        text = text.strip("$").strip()
+    return text
+
+
+def _load_hub(benchmark: Benchmark, loader: Callable[..., Any] | None) -> list[Problem]:
+    if loader is None:
+        try:
+            from datasets import load_dataset as loader
+        except ImportError as error:  # pragma: no cover - datasets is a dependency
+            raise DataError(f"cannot load {benchmark.hub_id}: {error}") from None
+    try:
+        rows = loader(benchmark.hub_id, benchmark.hub_config, split=benchmark.split)
+    except Exception as error:
+        raise DataError(
+            f"cannot load benchmark {benchmark.name} from the hub ({benchmark.hub_id}): "
+            f"{type(error).__name__}: {str(error).splitlines()[0] if str(error) else ''} "
+            f"(offline? pass --data-dir or set {DATA_DIR_ENV} to a folder with "
+            f"{benchmark.file_name})"
+        ) from None
+    problems = []
+    for index, row in enumerate(rows):
+        for key in (benchmark.problem_field, benchmark.answer_field):
+            if key not in row:
+                raise DataError(f"{benchmark.hub_id} row {index}: missing field {key!r}")
+        raw_id = row.get(benchmark.id_field) if benchmark.id_field else None
+        problem_id = str(raw_id) if raw_id is not None else f"{benchmark.name}-{index}"
+        problems.append(
+            Problem(
+                problem_id,
+                str(row[benchmark.problem_field]),
+                _answer_text(row[benchmark.answer_field]),
+            )
+        )
+    return problems

@@ -1,0 +1,321 @@
+"""`epx eval` end to end: options -> benchmarks, model and settings -> the core -> the report.
+
+Bad input (a benchmark, a model, settings that do not match the output dir) fails before any
+generation, as an EpxError. The output dir holds `settings.json` (what every sample there was
+generated with; resuming requires the same), one `<bench>.jsonl` per benchmark, `summary.json`
+(the benchmarks of the latest call) and `wandb/`.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from epx.errors import EpxError, ModelError, RunError
+from epx.eval.generate import Generator, SamplingSettings
+from epx.eval.runner import BenchResult, Processes, PromptFn, evaluate_benchmarks
+
+BACKENDS = ("auto", "hf", "vllm")
+WANDB_MODES = ("offline", "online", "disabled")
+
+
+@dataclass(frozen=True)
+class EvalOptions:
+    """Everything `epx eval` takes (the CLI options, one for one)."""
+
+    model: str
+    benches: tuple[str, ...]
+    sampling: SamplingSettings = field(default_factory=SamplingSettings)
+    data_dir: str | None = None  # default: $EPX_DATA_DIR, else the hub
+    limit: int | None = None  # first N problems of each benchmark
+    backend: str = "auto"  # vllm when importable with a GPU, else hf
+    output_dir: str | None = None  # default: runs/eval/<model-slug>-<settings-hash>
+    workers: int | None = None  # scorer processes (epx.rewards.score_many)
+    wandb_mode: str | None = None  # default: $WANDB_MODE, else offline
+    resume: bool = True  # False: discard earlier samples of these benchmarks
+
+
+@dataclass
+class EvalResult:
+    output_dir: Path
+    summary: dict[str, Any]
+    benches: dict[str, BenchResult]
+    wandb_dir: str | None = None
+
+
+def run_eval(options: EvalOptions, console: Any = None) -> EvalResult:
+    """`epx eval`: load benchmarks and model, evaluate (resuming), write and show the results."""
+    from rich.console import Console
+
+    from epx.eval.benchmarks import load_benchmark, parse_bench_list
+
+    console = console or Console(stderr=True)
+    if options.backend not in BACKENDS:
+        raise EpxError(f"--backend must be one of {', '.join(BACKENDS)}, got {options.backend!r}")
+    wandb_mode = options.wandb_mode or os.environ.get("WANDB_MODE") or "offline"
+    if wandb_mode not in WANDB_MODES:
+        raise EpxError(f"W&B mode must be one of {', '.join(WANDB_MODES)}, got {wandb_mode!r}")
+    if options.limit is not None and options.limit < 1:
+        raise EpxError(f"--limit must be >= 1, got {options.limit}")
+    processes = Processes()
+    benches = [load_benchmark(name, options.data_dir) for name in parse_bench_list(options.benches)]
+
+    from epx.models import resolve_model_ref
+
+    model_cfg = resolve_model_ref(options.model)
+    backend = _choose_backend(options.backend, processes)
+    settings: dict[str, Any] = {
+        "model": _model_identity(model_cfg),
+        "backend": backend,
+        "sampling": options.sampling.to_dict(),
+    }
+    output_dir = (
+        Path(options.output_dir)
+        if options.output_dir
+        else default_output_dir(options.model, settings)
+    )
+    bench_data = {b.name: {"fingerprint": b.fingerprint, "source": b.source} for b in benches}
+    check_settings(output_dir, settings, bench_data, resume=options.resume)
+
+    generator, prompt_fn, loaded = _load_generator(
+        model_cfg, options.model, backend, options.sampling, output_dir, processes
+    )
+    settings.update(loaded)
+    stored = check_settings(output_dir, settings, bench_data, resume=options.resume)
+    if processes.is_main:
+        output_dir.mkdir(parents=True, exist_ok=True)
+        from epx.eval.report import write_json
+
+        if not options.resume:  # start over: no samples from other settings may stay
+            for old in output_dir.glob("*.jsonl"):
+                old.unlink()
+        write_json(output_dir / "settings.json", stored)
+    processes.wait()
+
+    from rich.progress import (
+        BarColumn,
+        MofNCompleteColumn,
+        Progress,
+        TextColumn,
+        TimeElapsedColumn,
+        TimeRemainingColumn,
+    )
+
+    columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn())
+    columns += (TimeElapsedColumn(), TimeRemainingColumn())
+    with Progress(*columns, console=console, disable=not processes.is_main) as progress:
+        results = evaluate_benchmarks(
+            generator,
+            benches,
+            options.sampling,
+            prompt_fn,
+            limit=options.limit,
+            output_dir=output_dir,
+            resume=options.resume,
+            workers=options.workers,
+            progress=progress,
+            processes=processes,
+        )
+    return _report(results, settings, output_dir, options, wandb_mode, processes, console)
+
+
+def _report(
+    results: dict[str, BenchResult],
+    settings: dict[str, Any],
+    output_dir: Path,
+    options: EvalOptions,
+    wandb_mode: str,
+    processes: Processes,
+    console: Any,
+) -> EvalResult:
+    from epx.eval.report import build_summary, log_to_wandb, render_table, write_json
+
+    n = options.sampling.n
+    per_bench = {name: result.metrics for name, result in results.items()}
+    paths = {name: str(r.records_path) if r.records_path else None for name, r in results.items()}
+    summary = build_summary({**settings, "limit": options.limit}, per_bench, paths, n)
+    wandb_dir = None
+    if processes.is_main:
+        write_json(output_dir / "summary.json", summary)
+        from rich.console import Console
+
+        out = Console()
+        if not out.is_terminal:  # logs and pipes: do not squeeze the table into 80 columns
+            out = Console(width=120)
+        out.print(render_table(summary, n, title=f"epx eval: {options.model}"))
+        wandb_dir = log_to_wandb(summary, n, output_dir, wandb_mode)
+        console.print(f"results: {output_dir}")
+    return EvalResult(output_dir=output_dir, summary=summary, benches=results, wandb_dir=wandb_dir)
+
+
+def _choose_backend(requested: str, processes: Processes) -> str:
+    from epx.eval.generate import vllm_available
+
+    backend = requested
+    if requested == "auto":
+        backend = "vllm" if vllm_available() else "hf"
+    elif requested == "vllm" and not vllm_available():
+        raise ModelError("--backend vllm needs vllm installed and a CUDA GPU; use --backend hf")
+    if backend == "vllm" and processes.count > 1:
+        raise RunError(
+            "--backend vllm runs in one process (vLLM manages its GPUs); "
+            "launch without accelerate, or use --backend hf for data-parallel processes"
+        )
+    return backend
+
+
+def _model_identity(cfg: Any) -> dict[str, Any]:
+    """The model section with local paths made absolute (the same model, however it was named)."""
+    identity = cfg.model_dump(exclude={"lora"})
+    for key in ("name_or_path", "tokenizer", "adapter"):
+        value = identity.get(key)
+        if value and Path(value).exists():
+            identity[key] = str(Path(value).resolve())
+    return identity
+
+
+def default_output_dir(model_ref: str, settings: dict[str, Any]) -> Path:
+    """runs/eval/<model-slug>-<8 hex of the settings>."""
+    import hashlib
+    import re
+
+    ref = model_ref.rstrip("/\\")
+    path = Path(ref)
+    name = path.stem if path.suffix in (".yaml", ".yml", ".gguf") else path.name
+    if not path.exists() and "/" in ref:
+        name = ref.replace("/", "--")  # a hub id
+    slug = re.sub(r"[^A-Za-z0-9._-]+", "-", name).strip("-") or "model"
+    digest = hashlib.sha256(json.dumps(settings, sort_keys=True).encode()).hexdigest()[:8]
+    return Path("runs") / "eval" / f"{slug}-{digest}"
+
+
+def check_settings(
+    output_dir: Path,
+    settings: dict[str, Any],
+    bench_data: dict[str, dict[str, str]],
+    *,
+    resume: bool,
+) -> dict[str, Any]:
+    """Compare with the output dir's settings.json; return what it should hold now.
+
+    Every setting known now must equal the stored one, and a benchmark evaluated before must have
+    the same data; otherwise a RunError (unless `resume` is False, which starts over).
+    """
+    path = output_dir / "settings.json"
+    stored: dict[str, Any] = {}
+    if path.is_file():
+        try:
+            stored = json.loads(path.read_text(encoding="utf-8"))
+        except json.JSONDecodeError:
+            message = f"{path} is not valid JSON; remove it or pass another --output-dir"
+            raise RunError(message) from None
+    stored_benches = dict(stored.get("benches", {}))
+    if resume:
+        for key, value in settings.items():
+            if key in stored and stored[key] != value:
+                difference = _difference(key, stored[key], value)
+                raise RunError(
+                    f"{output_dir} holds an eval with other settings ({difference}); "
+                    "pass another --output-dir, or --no-resume to start over there"
+                )
+        for name, data in bench_data.items():
+            old = stored_benches.get(name)
+            if old is not None and old.get("fingerprint") != data["fingerprint"]:
+                raise RunError(
+                    f"{output_dir}: benchmark {name} has changed since it was evaluated there "
+                    f"({old.get('source')} -> {data['source']}); pass another --output-dir "
+                    "or --no-resume"
+                )
+    else:
+        stored, stored_benches = {}, {}
+    stored_benches.update(bench_data)
+    return {**stored, **settings, "benches": stored_benches}
+
+
+def _difference(key: str, old: Any, new: Any) -> str:
+    """The first differing leaf, as `key.sub: old != new`."""
+    if isinstance(old, dict) and isinstance(new, dict):
+        for sub in sorted(set(old) | set(new)):
+            if old.get(sub) != new.get(sub):
+                return _difference(f"{key}.{sub}", old.get(sub), new.get(sub))
+    return f"{key}: {old!r} there, {new!r} now"
+
+
+def training_prompt_fn(model_ref: str, tokenizer: Any) -> PromptFn:
+    """format_prompt with the training recipe's data settings when the model reference carries a
+    recipe (a recipe file, an `epx train` output dir or one of its checkpoints); else the paper's
+    prompt through the tokenizer's chat template."""
+    from functools import partial
+
+    from epx.data import format_prompt
+
+    recipe_path = _recipe_of(Path(model_ref))
+    if recipe_path is None:
+        return partial(format_prompt, tokenizer=tokenizer)
+    from epx.recipe import load_recipe
+
+    data = load_recipe(recipe_path).data
+    return partial(
+        format_prompt,
+        tokenizer=tokenizer,
+        template=data.template,
+        chat_template=data.chat_template,
+        system_prompt=data.system_prompt,
+    )
+
+
+def _recipe_of(path: Path) -> Path | None:
+    if path.suffix in (".yaml", ".yml") and path.is_file():
+        return path
+    if path.is_dir() and (path / "recipe.yaml").is_file():
+        return path / "recipe.yaml"
+    return None
+
+
+def _load_generator(
+    model_cfg: Any,
+    model_ref: str,
+    backend: str,
+    sampling: SamplingSettings,
+    output_dir: Path,
+    processes: Processes,
+) -> tuple[Generator, PromptFn, dict[str, Any]]:
+    """The generator, the prompt function and the settings only known after loading."""
+    import hashlib
+
+    from epx.eval.generate import HFGenerator, VLLMGenerator
+    from epx.models import load_model_and_tokenizer, load_tokenizer
+
+    if backend == "vllm":
+        tokenizer = load_tokenizer(model_cfg)
+        generator: Generator = VLLMGenerator(
+            _vllm_model_path(model_cfg, output_dir), tokenizer, sampling
+        )
+        loaded = {"dtype": "auto", "device": "cuda"}
+    else:
+        model, tokenizer = load_model_and_tokenizer(model_cfg, device=processes.device)
+        generator = HFGenerator(model, tokenizer, sampling)
+        loaded = {"dtype": str(model.dtype).removeprefix("torch."), "device": model.device.type}
+    prompt_fn = training_prompt_fn(model_ref, tokenizer)
+    probe = prompt_fn("{problem}")
+    loaded["prompt"] = hashlib.sha256(probe.encode()).hexdigest()[:16]
+    return generator, prompt_fn, loaded
+
+
+def _vllm_model_path(cfg: Any, output_dir: Path) -> str:
+    """A path vLLM can load: the model itself, or (adapters, GGUF, tiny-random) a merged HF copy
+    saved once under the output dir."""
+    name = cfg.name_or_path
+    if not cfg.adapter and not name.endswith(".gguf") and not name.startswith(("pkg://", "tiny-")):
+        return name
+    from epx.models import load_model_and_tokenizer
+
+    target = output_dir / "merged-model"
+    if not (target / "config.json").is_file():
+        model, tokenizer = load_model_and_tokenizer(cfg)
+        model.save_pretrained(target)
+        tokenizer.save_pretrained(target)
+    return str(target)

@@ -1,0 +1,140 @@
+"""What an eval reports: namespaced metrics, the summary JSON, the terminal table and W&B.
+
+Rates are fractions in the summary and in W&B (`eval/aime24/acc` = 0.125) and percentages in the
+table. The average row is the unweighted mean over benchmarks (each benchmark counts once, as
+papers report it); problem, sample and timeout counts are summed.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+RATES = ("acc", "maj", "pass@1", "pass@{n}", "unparsed", "tokens_mean")
+COUNTS = ("problems", "samples", "timeouts")
+AVERAGE = "avg"
+
+
+def rate_names(n: int) -> list[str]:
+    return list(dict.fromkeys(name.format(n=n) for name in RATES))
+
+
+def average_metrics(per_bench: Mapping[str, Mapping[str, float]], n: int) -> dict[str, float]:
+    """Unweighted mean of each rate over benchmarks; counts summed."""
+    if not per_bench:
+        return {}
+    rows = list(per_bench.values())
+    averaged = {name: sum(row[name] for row in rows) / len(rows) for name in rate_names(n)}
+    averaged.update({name: sum(row[name] for row in rows) for name in COUNTS})
+    return averaged
+
+
+def flat_metrics(per_bench: Mapping[str, Mapping[str, float]], n: int) -> dict[str, float]:
+    """`eval/<bench>/<metric>` for every benchmark and for their average (`eval/avg/...`)."""
+    flat: dict[str, float] = {}
+    table = dict(per_bench)
+    if len(table) > 1:
+        table[AVERAGE] = average_metrics(per_bench, n)
+    for bench, metrics in table.items():
+        for name in [*rate_names(n), "timeouts"]:
+            flat[f"eval/{bench}/{name}"] = metrics[name]
+    return flat
+
+
+def build_summary(
+    settings: Mapping[str, Any],
+    per_bench: Mapping[str, Mapping[str, float]],
+    records: Mapping[str, str | None],
+    n: int,
+) -> dict[str, Any]:
+    """The summary: settings, per-benchmark metrics (and their JSONL), average, flat metrics."""
+    return {
+        "settings": dict(settings),
+        "benches": {
+            name: {**metrics, "records": records.get(name)} for name, metrics in per_bench.items()
+        },
+        "average": average_metrics(per_bench, n),
+        "metrics": flat_metrics(per_bench, n),
+    }
+
+
+def write_json(path: Path, data: Any) -> None:
+    partial = path.with_suffix(path.suffix + ".partial")
+    partial.write_text(json.dumps(data, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
+    partial.replace(path)
+
+
+def table_rows(summary: Mapping[str, Any], n: int) -> tuple[list[str], list[list[Any]]]:
+    """Columns and rows (one per benchmark, then the average): shared by the terminal and W&B."""
+    passes = sorted({1, n})  # n = 1: one Pass@1 column
+    columns = ["bench", "problems", "samples", f"Acc@{n}", f"Maj@{n}"]
+    columns += [f"Pass@{k}" for k in passes] + ["unparsed %", "timeouts"]
+    rows = []
+    entries = list(summary["benches"].items())
+    if len(entries) > 1:
+        entries.append((AVERAGE, summary["average"]))
+    percent = ["acc", "maj", *(f"pass@{k}" for k in passes), "unparsed"]
+    for name, m in entries:
+        counts = [int(m["problems"]), int(m["samples"])]
+        rows.append(
+            [name, *counts, *(round(100 * m[key], 2) for key in percent), int(m["timeouts"])]
+        )
+    return columns, rows
+
+
+def render_table(summary: Mapping[str, Any], n: int, title: str | None = None) -> Any:
+    """A rich Table: one row per benchmark and the average; rates in percent."""
+    from rich.table import Table
+
+    columns, rows = table_rows(summary, n)
+    table = Table(title=title)
+    for index, column in enumerate(columns):
+        table.add_column(column, justify="left" if index == 0 else "right", no_wrap=True)
+    for index, row in enumerate(rows):
+        is_average = len(rows) > 1 and index == len(rows) - 1
+        cells = [f"{value:.1f}" if isinstance(value, float) else str(value) for value in row]
+        table.add_row(
+            *cells, style="bold" if is_average else None, end_section=index == len(rows) - 2
+        )
+    return table
+
+
+def log_to_wandb(
+    summary: Mapping[str, Any],
+    n: int,
+    output_dir: Path,
+    mode: str,
+    *,
+    project: str = "epx",
+    name: str | None = None,
+) -> str | None:
+    """Log the table and the flat metrics to one W&B run (files under `output_dir/wandb`).
+
+    Returns the run's local directory, or None when mode is "disabled".
+    """
+    if mode == "disabled":
+        return None
+    import wandb
+
+    wandb_dir = output_dir / "wandb"
+    wandb_dir.mkdir(parents=True, exist_ok=True)
+    run = wandb.init(
+        project=project,
+        name=name or output_dir.name,
+        job_type="eval",
+        dir=str(output_dir),
+        mode=mode,
+        config=dict(summary["settings"]),
+        reinit="create_new",
+        settings=wandb.Settings(console="off", silent=True),
+    )
+    try:
+        columns, rows = table_rows(summary, n)
+        run.log({"eval/table": wandb.Table(columns=columns, data=rows), **summary["metrics"]})
+        for key, value in summary["metrics"].items():
+            run.summary[key] = value
+        return str(Path(run.dir).parent)
+    finally:
+        run.finish()

@@ -1,0 +1,310 @@
+"""The eval core: for each benchmark, generate -> score -> append per-sample JSONL -> metrics.
+
+`evaluate_benchmarks` is shared by `epx eval` (`epx.eval.evaluate.run_eval`) and the in-training
+callback.
+Work is cut into chunks of `batch_size` samples over the flat list (problem, sample index), problem
+major. A chunk's outputs depend only on its prompts and its seed, derived from (seed, benchmark,
+chunk start), so a chunk is either done (all its samples on disk, written with the same chunk
+span) or redone from scratch: an interrupted run resumes to what an uninterrupted run gives
+(bit for bit on CPU; on a GPU only as far as its kernels are deterministic: on an H100 in bf16,
+SDPA attention was not, even greedy, while eager attention with
+`torch.use_deterministic_algorithms(True)` and `CUBLAS_WORKSPACE_CONFIG=:4096:8` was). Changing
+`--limit` keeps every complete chunk; only the chunk that straddles the old end is redone.
+
+Several processes (`accelerate launch`, one per GPU): chunks are dealt round-robin by process
+index; after each round the records are gathered to every process and the main process writes
+them. Only the main process prints, writes and logs.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from epx.errors import RunError
+from epx.eval.benchmarks import LoadedBenchmark, Problem
+from epx.eval.generate import Completion, Generator, SamplingSettings, derive_seed
+from epx.metrics import ProblemSamples, bench_metrics
+
+RECORD_FIELDS = ("problem_id", "sample", "status", "correct", "key", "tokens", "batch")
+PromptFn = Callable[[str], str]
+
+
+# ---------------------------------------------------------------- processes
+
+
+class Processes:
+    """This process's index among the data-parallel ones, and a gather over them.
+
+    One process unless launched with several (WORLD_SIZE > 1), then accelerate's PartialState.
+    """
+
+    def __init__(self) -> None:
+        self.state: Any = None
+        if int(os.environ.get("WORLD_SIZE", "1")) > 1:
+            import torch
+            from accelerate import PartialState
+
+            # without a GPU, accelerate only forms a process group (gloo) when told cpu=True
+            self.state = PartialState(cpu=not torch.cuda.is_available())
+        self.index = self.state.process_index if self.state else 0
+        self.count = self.state.num_processes if self.state else 1
+        self.is_main = self.index == 0
+
+    def gather(self, items: list[Any]) -> list[Any]:
+        """Every process's items, concatenated in process order, on every process."""
+        if self.count == 1:
+            return items
+        from accelerate.utils import gather_object
+
+        return list(gather_object(items))
+
+    def wait(self) -> None:
+        if self.count > 1:
+            self.state.wait_for_everyone()
+
+    @property
+    def device(self) -> Any:
+        return self.state.device if self.state else None
+
+
+# ---------------------------------------------------------------- records on disk
+
+
+def chunk_spans(total: int, size: int) -> list[tuple[int, int]]:
+    """[start, stop) spans of `size` over `total` items (the last may be shorter)."""
+    return [(start, min(start + size, total)) for start in range(0, total, size)]
+
+
+def read_records(path: Path) -> list[dict[str, Any]]:
+    """The records in a per-sample JSONL; lines that do not parse (a half-written last line of a
+    killed run) are skipped, so their chunk is redone."""
+    if not path.is_file():
+        return []
+    records = []
+    for line in path.read_text(encoding="utf-8").splitlines():
+        try:
+            record = json.loads(line)
+        except json.JSONDecodeError:
+            continue
+        if isinstance(record, dict) and all(name in record for name in RECORD_FIELDS):
+            records.append(record)
+    return records
+
+
+def completed_records(
+    records: Sequence[dict[str, Any]],
+    problems: Sequence[Problem],
+    n: int,
+    spans: Sequence[tuple[int, int]],
+) -> dict[tuple[int, int], list[dict[str, Any]]]:
+    """The records of every complete chunk, by span (stale or partial chunks are dropped)."""
+    by_item = {(str(r["problem_id"]), int(r["sample"])): r for r in records}
+    done = {}
+    for start, stop in spans:
+        chunk = []
+        for item in range(start, stop):
+            record = by_item.get((problems[item // n].id, item % n))
+            if record is None or list(record["batch"]) != [start, stop]:
+                break
+            chunk.append(record)
+        else:
+            done[(start, stop)] = chunk
+    return done
+
+
+def write_records(path: Path, records: Sequence[dict[str, Any]]) -> None:
+    """Replace `path` with exactly these records (atomic)."""
+    partial = path.with_suffix(path.suffix + ".partial")
+    with partial.open("w", encoding="utf-8") as handle:
+        for record in records:
+            handle.write(json.dumps(record, ensure_ascii=False) + "\n")
+    os.replace(partial, path)
+
+
+# ---------------------------------------------------------------- the core
+
+
+@dataclass
+class BenchResult:
+    """A benchmark's metrics (see `epx.metrics.bench_metrics`) and where its samples are."""
+
+    name: str
+    metrics: dict[str, float]
+    records_path: Path | None
+    records: list[dict[str, Any]] = field(repr=False)
+    generated: int  # samples generated in this call (the rest were resumed)
+
+
+def evaluate_benchmarks(
+    generator: Generator,
+    benches: Sequence[LoadedBenchmark],
+    sampling: SamplingSettings,
+    prompt_fn: PromptFn,
+    *,
+    limit: int | None = None,
+    output_dir: Path | None = None,
+    resume: bool = True,
+    workers: int | None = None,
+    progress: Any = None,
+    processes: Processes | None = None,
+) -> dict[str, BenchResult]:
+    """Evaluate each benchmark in turn; see the module docstring. `progress` is a rich Progress."""
+    processes = processes or Processes()
+    results = {}
+    for bench in benches:
+        path = output_dir / f"{bench.name}.jsonl" if output_dir is not None else None
+        results[bench.name] = evaluate_benchmark(
+            generator,
+            bench,
+            sampling,
+            prompt_fn,
+            limit=limit,
+            records_path=path,
+            resume=resume,
+            workers=workers,
+            progress=progress,
+            processes=processes,
+        )
+    return results
+
+
+def evaluate_benchmark(
+    generator: Generator,
+    bench: LoadedBenchmark,
+    sampling: SamplingSettings,
+    prompt_fn: PromptFn,
+    *,
+    limit: int | None,
+    records_path: Path | None,
+    resume: bool,
+    workers: int | None,
+    progress: Any,
+    processes: Processes,
+) -> BenchResult:
+    problems = bench.problems[:limit] if limit else bench.problems
+    n = sampling.n
+    spans = chunk_spans(len(problems) * n, sampling.batch_size)
+    existing = read_records(records_path) if records_path is not None and resume else []
+    done = completed_records(existing, problems, n, spans)
+    processes.wait()  # everyone has read the file before the main process rewrites it
+    if records_path is not None and processes.is_main:
+        write_records(records_path, [r for span in spans if span in done for r in done[span]])
+    todo = [span for span in spans if span not in done]
+    prompts = [prompt_fn(problem.problem) for problem in problems]
+
+    task = None
+    if progress is not None and processes.is_main:
+        resumed = sum(stop - start for start, stop in done)
+        task = progress.add_task(bench.name, total=len(problems) * n, completed=resumed)
+    new_records: list[dict[str, Any]] = []
+    with _appender(records_path if processes.is_main else None) as append:
+        for round_start in range(0, len(todo), processes.count):
+            index = round_start + processes.index
+            mine = []
+            if index < len(todo):
+                span = todo[index]
+                mine = _run_chunk(generator, bench.name, problems, prompts, span, sampling, workers)
+            gathered = processes.gather(mine)
+            append(gathered)
+            new_records.extend(gathered)
+            if task is not None:
+                progress.advance(task, len(gathered))
+    records = [r for span in spans if span in done for r in done[span]] + new_records
+    return BenchResult(
+        name=bench.name,
+        metrics=summarize_records(records, problems, n),
+        records_path=records_path,
+        records=records,
+        generated=len(new_records),
+    )
+
+
+def _run_chunk(
+    generator: Generator,
+    bench_name: str,
+    problems: Sequence[Problem],
+    prompts: Sequence[str],
+    span: tuple[int, int],
+    sampling: SamplingSettings,
+    workers: int | None,
+) -> list[dict[str, Any]]:
+    """Generate and score one chunk; its records in item order."""
+    from epx.rewards import score_many
+
+    start, stop = span
+    n = sampling.n
+    items = [(item // n, item % n) for item in range(start, stop)]
+    completions: list[Completion] = generator.generate(
+        [prompts[p] for p, _ in items], derive_seed(sampling.seed, bench_name, start)
+    )
+    if len(completions) != len(items):
+        raise RunError(f"{generator.backend} backend returned {len(completions)} of {len(items)}")
+    scores = score_many(
+        [(c.text, problems[p].answer) for c, (p, _) in zip(completions, items, strict=True)],
+        workers=workers,
+    )
+    return [
+        {
+            "problem_id": problems[p].id,
+            "sample": s,
+            "completion": completion.text,
+            "answer": score.answer,
+            "key": score.key,
+            "status": score.status,
+            "correct": bool(score.correct),
+            "boxed": bool(score.boxed),
+            "tokens": completion.tokens,
+            "finished": completion.finished,
+            "gold": problems[p].answer,
+            "batch": [start, stop],
+        }
+        for (p, s), completion, score in zip(items, completions, scores, strict=True)
+    ]
+
+
+@contextmanager
+def _appender(path: Path | None) -> Iterator[Callable[[list[dict[str, Any]]], None]]:
+    """Append records as JSON lines, flushed to disk after each call (nothing if path is None)."""
+    if path is None:
+        yield lambda records: None
+        return
+    with path.open("a", encoding="utf-8") as handle:
+
+        def append(records: list[dict[str, Any]]) -> None:
+            for record in records:
+                handle.write(json.dumps(record, ensure_ascii=False) + "\n")
+            handle.flush()
+            os.fsync(handle.fileno())
+
+        yield append
+
+
+def summarize_records(
+    records: Sequence[dict[str, Any]], problems: Sequence[Problem], n: int
+) -> dict[str, float]:
+    """Metrics from the per-sample records (what the JSONL holds), in problem and sample order."""
+    by_problem: dict[str, list[dict[str, Any]]] = {problem.id: [] for problem in problems}
+    for record in records:
+        by_problem[str(record["problem_id"])].append(record)
+    samples = []
+    for problem in problems:
+        rows = sorted(by_problem[problem.id], key=lambda r: int(r["sample"]))
+        if [int(r["sample"]) for r in rows] != list(range(n)):
+            raise RunError(
+                f"problem {problem.id}: samples {[r['sample'] for r in rows]}, not 0..{n - 1}"
+            )
+        samples.append(
+            ProblemSamples(
+                keys=tuple(r["key"] for r in rows),
+                correct=tuple(bool(r["correct"]) for r in rows),
+                statuses=tuple(str(r["status"]) for r in rows),
+                tokens=tuple(int(r["tokens"]) for r in rows),
+            )
+        )
+    return bench_metrics(samples, n)

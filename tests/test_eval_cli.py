@@ -1,0 +1,207 @@
+"""`epx eval` end to end: the tiny random model, the real scorer, real files; resume; bad input."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from epx.cli import app
+from epx.eval.evaluate import EvalOptions, run_eval
+from epx.eval.generate import SamplingSettings
+from epx.eval.report import table_rows
+from epx.metrics import majority_vote, pass_at_k
+
+REPO = Path(__file__).resolve().parents[1]
+DATA_DIR = Path(os.environ.get("EPX_DATA_DIR") or REPO.parent / "shared" / "benchmarks")
+MODEL = str(REPO / "recipes" / "tiny-random.yaml")
+FIELDS = {"problem_id", "sample", "completion", "answer", "status", "correct", "tokens"}
+# 2 problems x 3 samples = 6 per benchmark in chunks of 4: [0, 4) and [4, 6)
+SMALL = ["--limit", "2", "--n", "3", "--max-tokens", "12", "--batch-size", "4"]
+
+
+def eval_args(output_dir: Path, *extra: str, bench: str = "aime24,math500") -> list[str]:
+    return [
+        "eval",
+        "--bench",
+        bench,
+        "--model",
+        MODEL,
+        "--data-dir",
+        str(DATA_DIR),
+        "--output-dir",
+        str(output_dir),
+        "--wandb-mode",
+        "disabled",
+        *SMALL,
+        *extra,
+    ]
+
+
+def invoke(args: list[str]):
+    return CliRunner().invoke(app, args)
+
+
+def read_jsonl(path: Path) -> list[dict]:
+    return [json.loads(line) for line in path.read_text().splitlines()]
+
+
+def test_eval_end_to_end_summary_matches_the_samples(tmp_path):
+    result = invoke(eval_args(tmp_path / "out"))
+    assert result.exit_code == 0, result.output
+    out = tmp_path / "out"
+    summary = json.loads((out / "summary.json").read_text())
+    settings = json.loads((out / "settings.json").read_text())
+    assert settings["sampling"]["n"] == 3 and settings["backend"] == "hf"
+    assert set(summary["benches"]) == {"aime24", "math500"}
+    for bench in ("aime24", "math500"):
+        records = read_jsonl(out / f"{bench}.jsonl")
+        assert len(records) == 2 * 3
+        assert all(set(r) >= FIELDS for r in records)
+        assert {r["status"] for r in records} <= {"correct", "wrong", "unparsed", "timeout"}
+        assert all(0 < r["tokens"] <= 12 for r in records)
+        # recompute every metric from the per-sample lines
+        by_problem: dict[str, list[dict]] = {}
+        for r in sorted(records, key=lambda r: r["sample"]):
+            by_problem.setdefault(r["problem_id"], []).append(r)
+        assert list(by_problem) == [f"{bench}-0", f"{bench}-1"]  # the first two problems
+        correct = [[r["correct"] for r in rs] for rs in by_problem.values()]
+        metrics = summary["benches"][bench]
+        assert metrics["acc"] == pytest.approx(sum(map(sum, correct)) / 6)
+        assert metrics["pass@3"] == pytest.approx(sum(pass_at_k(3, sum(c), 3) for c in correct) / 2)
+        maj = [
+            majority_vote([r["key"] for r in rs], [r["correct"] for r in rs]).correct
+            for rs in by_problem.values()
+        ]
+        assert metrics["maj"] == pytest.approx(sum(maj) / 2)
+        unparsed = sum(r["status"] == "unparsed" for r in records) / 6
+        assert metrics["unparsed"] == pytest.approx(unparsed)
+        assert summary["metrics"][f"eval/{bench}/acc"] == metrics["acc"]
+    assert summary["metrics"]["eval/avg/acc"] == pytest.approx(
+        (summary["benches"]["aime24"]["acc"] + summary["benches"]["math500"]["acc"]) / 2
+    )
+    for column in ("aime24", "math500", "avg", "Acc@3", "Maj@3", "Pass@1", "Pass@3", "unparsed"):
+        assert column in result.stdout
+
+
+def _options(output_dir: Path, **changes) -> EvalOptions:
+    sampling = SamplingSettings(n=3, temperature=1.0, top_p=1.0, max_tokens=12, batch_size=4)
+    values = {
+        "model": MODEL,
+        "benches": ("aime24", "math500"),
+        "sampling": sampling,
+        "data_dir": str(DATA_DIR),
+        "limit": 2,
+        "output_dir": str(output_dir),
+        "wandb_mode": "disabled",
+    }
+    values.update(changes)
+    return EvalOptions(**values)
+
+
+def test_resume_after_kill_gives_the_uninterrupted_summary(tmp_path):
+    whole = run_eval(_options(tmp_path / "whole"))
+    assert {name: r.generated for name, r in whole.benches.items()} == {"aime24": 6, "math500": 6}
+
+    killed = tmp_path / "killed"
+    run_eval(_options(killed))
+    # the kill: aime24 lost its second chunk and half of a line; math500 never started
+    lines = (killed / "aime24.jsonl").read_text().splitlines(keepends=True)
+    (killed / "aime24.jsonl").write_text("".join(lines[:4]) + lines[4][: len(lines[4]) // 2])
+    (killed / "math500.jsonl").unlink()
+    (killed / "summary.json").unlink()
+
+    resumed = run_eval(_options(killed))
+    assert resumed.benches["aime24"].generated == 2  # only the lost chunk [4, 6) is redone
+    assert resumed.benches["math500"].generated == 6
+    assert resumed.summary["benches"] == {
+        name: {**metrics, "records": str(killed / f"{name}.jsonl")}
+        for name, metrics in ((n, whole.benches[n].metrics) for n in ("aime24", "math500"))
+    }
+    for bench in ("aime24", "math500"):  # the same samples, line for line
+        assert read_jsonl(killed / f"{bench}.jsonl") == read_jsonl(
+            tmp_path / "whole" / f"{bench}.jsonl"
+        )
+    again = run_eval(_options(killed))  # nothing left to do
+    assert {r.generated for r in again.benches.values()} == {0}
+
+
+def test_raising_the_limit_keeps_complete_chunks(tmp_path):
+    first = run_eval(_options(tmp_path / "out", benches=("aime24",), limit=1))
+    assert first.benches["aime24"].generated == 3  # one chunk [0, 3): too short for limit 2
+    grown = run_eval(_options(tmp_path / "out", benches=("aime24",), limit=2))
+    assert grown.benches["aime24"].generated == 6  # [0, 4) and [4, 6) are new chunks
+    fresh = run_eval(_options(tmp_path / "fresh", benches=("aime24",), limit=2))
+    assert grown.benches["aime24"].metrics == fresh.benches["aime24"].metrics
+
+
+def test_settings_mismatch_is_one_line_and_exit_1(tmp_path):
+    assert invoke(eval_args(tmp_path, bench="aime24")).exit_code == 0
+    result = invoke(eval_args(tmp_path, "--temperature", "0.7", bench="aime24"))
+    assert result.exit_code == 1
+    assert result.stderr.count("\n") == 1 and "Traceback" not in result.stderr
+    assert "sampling.temperature: 0.6 there, 0.7 now" in result.stderr
+    assert (
+        invoke(eval_args(tmp_path, "--temperature", "0.7", "--no-resume", bench="aime24")).exit_code
+        == 0
+    )
+
+
+def _run_cli(*args: str) -> subprocess.CompletedProcess:
+    """A real `epx` process, to see exactly what a person sees on stderr."""
+    code = "import sys; from epx.cli import app; sys.argv[0] = 'epx'; app()"
+    return subprocess.run(
+        [sys.executable, "-c", code, *args], capture_output=True, text=True, cwd=REPO, timeout=120
+    )
+
+
+@pytest.mark.parametrize(
+    ("bench", "data_dir", "expected"),
+    [
+        ("aime2", DATA_DIR, "unknown benchmark 'aime2': known are aime24, aime25"),
+        ("aime24", "EMPTY", "benchmark file missing: "),
+        ("BAD", DATA_DIR, "bad.jsonl:2: not valid JSON"),
+    ],
+)
+def test_bad_benchmark_input_is_one_line_and_exit_2(tmp_path, bench, data_dir, expected):
+    (tmp_path / "EMPTY").mkdir()
+    bad = tmp_path / "bad.jsonl"
+    bad.write_text('{"problem": "1+1?", "answer": "2"}\n{"problem": "2+2?", "answer": 4\n')
+    bench = str(bad) if bench == "BAD" else bench
+    data_dir = tmp_path / "EMPTY" if data_dir == "EMPTY" else data_dir
+    result = _run_cli(
+        "eval",
+        "--bench",
+        bench,
+        "--model",
+        MODEL,
+        "--data-dir",
+        str(data_dir),
+        "--output-dir",
+        str(tmp_path / "out"),
+        "--wandb-mode",
+        "disabled",
+    )
+    assert result.returncode == 2, result.stderr
+    assert result.stderr.startswith("epx: error: ") and result.stderr.count("\n") == 1
+    assert expected in result.stderr
+    assert "Traceback" not in result.stderr
+    assert not (tmp_path / "out").exists()  # it failed before loading a model or writing
+
+
+def test_wandb_offline_run_gets_the_table(tmp_path):
+    result = invoke(eval_args(tmp_path, "--wandb-mode", "offline", bench="aime24"))
+    assert result.exit_code == 0, result.output
+    runs = list((tmp_path / "wandb").glob("offline-run-*"))
+    assert len(runs) == 1 and list(runs[0].glob("run-*.wandb"))
+    # wandb 0.31 keeps metrics in its binary run file; the logged table is plain JSON
+    table = json.loads(next(runs[0].rglob("*.table.json")).read_text())
+    summary = json.loads((tmp_path / "summary.json").read_text())
+    columns, rows = table_rows(summary, 3)
+    assert table == {"columns": columns, "data": rows}
+    assert table["data"][0][0] == "aime24"
