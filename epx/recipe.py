@@ -21,7 +21,9 @@ from epx.errors import RecipeError
 from epx.grpo_fields import GRPO_FIELD_TYPES
 from epx.stage import StageParams
 
-PAPER_TEMPLATE = "{problem}\nPlease reason step by step, and put your final answer within \\boxed{}."
+PAPER_TEMPLATE = (
+    "{problem}\nPlease reason step by step, and put your final answer within \\boxed{}."
+)
 
 # GRPOConfig fields that epx sets from other sections, so a recipe has one place for each.
 GRPO_FIELDS_OWNED_ELSEWHERE = {

@@ -79,7 +79,7 @@ def test_missing_file_names_the_path(tmp_path):
 def test_malformed_line_names_file_and_line(tmp_path):
     path = tmp_path / "mine.jsonl"
     path.write_text('{"problem": "1+1?", "answer": "2"}\n\n{"problem": "2+2?", "answer": \n')
-    with pytest.raises(DataError, match=r"mine\.jsonl:3: not valid JSON"):
+    with pytest.raises(DataError, match=r"mine\.jsonl:3: malformed JSON line"):
         load_benchmark(str(path))
 
 

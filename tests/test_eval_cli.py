@@ -165,7 +165,7 @@ def _run_cli(*args: str) -> subprocess.CompletedProcess:
     [
         ("aime2", DATA_DIR, "unknown benchmark 'aime2': known are aime24, aime25"),
         ("aime24", "EMPTY", "benchmark file missing: "),
-        ("BAD", DATA_DIR, "bad.jsonl:2: not valid JSON"),
+        ("BAD", DATA_DIR, "bad.jsonl:2: malformed JSON line"),
     ],
 )
 def test_bad_benchmark_input_is_one_line_and_exit_2(tmp_path, bench, data_dir, expected):

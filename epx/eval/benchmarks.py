@@ -9,13 +9,13 @@ from __future__ import annotations
 
 import difflib
 import hashlib
-import json
 import os
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from epx.data import iter_jsonl
 from epx.errors import DataError
 
 DATA_DIR_ENV = "EPX_DATA_DIR"
@@ -168,19 +168,7 @@ def read_jsonl_problems(path: Path, name: str) -> list[Problem]:
     """Read `problem`/`answer` (optional `id`) lines; a bad line is a DataError naming file:line."""
     problems: list[Problem] = []
     seen: set[str] = set()
-    try:
-        lines = path.read_text(encoding="utf-8").splitlines()
-    except (OSError, UnicodeDecodeError) as error:
-        raise DataError(f"cannot read benchmark file {path}: {error}") from None
-    for number, line in enumerate(lines, start=1):
-        if not line.strip():
-            continue
-        try:
-            row = json.loads(line)
-        except json.JSONDecodeError as error:
-            raise DataError(f"{path}:{number}: not valid JSON ({error.msg})") from None
-        if not isinstance(row, dict):
-            raise DataError(f"{path}:{number}: expected a JSON object with problem and answer")
+    for number, row in iter_jsonl(path):
         for key in ("problem", "answer"):
             if key not in row or row[key] is None or str(row[key]).strip() == "":
                 raise DataError(f"{path}:{number}: missing field {key!r}")
