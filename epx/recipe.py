@@ -195,6 +195,7 @@ class EvalSection(Section):
     temperature: float = Field(0.6, ge=0.0)
     top_p: float = Field(0.95, gt=0.0, le=1.0)
     batch_size: int = Field(16, gt=0)
+    seed: int = Field(0, description="Sampling seed, the same at every evaluation of the run.")
     data_dir: str | None = Field(None, description="Benchmark files (default: EPX_DATA_DIR).")
 
 

@@ -134,6 +134,7 @@ class EvalCallback(TrainerCallback):
             "top_p": section.top_p,
             "max_tokens": max_tokens,
             "batch_size": section.batch_size,
+            "seed": section.seed,
             "prompt_fn": prompt_fn,
             "output_dir": output_dir,
             "log_fn": log_fn,
