@@ -3,8 +3,9 @@
 The tiny model at a fixed thread count; the same seed and batch for every method; methods none, ppl,
 position and both interleaved (in a shuffled order) over repetitions. A step is what the trainer
 does per batch: generate, score, shape, loss, backward (no optimizer step, so every method sees the
-same weights and the same completions). Two settings: TRL without old log-probs (PPL needs one
-no-grad forward of its own) and with them (steps_per_generation 2: PPL reuses TRL's).
+same weights and the same completions). Three settings: TRL keeps no old log-probs and the loss
+sees the whole generation batch (the PPL weights come from the loss's own forward); no old
+log-probs over two micro-batches (one extra no-grad forward); TRL's old log-probs (reused).
 
     python benchmarks/shaping_overhead.py [--reps 15] [--threads 1] [--tokens 64]
     # on a GPU: random weights of a real shape, bf16, HF generation
@@ -121,10 +122,16 @@ def main() -> None:
         f"{args.tokens} tokens, {args.threads} thread(s), {args.reps} interleaved repetitions, "
         f"torch {torch.__version__}"
     )
-    measure("no old log-probs (steps_per_generation 1)", [], args)
+    measure("no old log-probs, 1 micro-batch per generation: PPL from the loss's forward", [], args)
     half = args.prompts * 2
     measure(
-        "with old log-probs (steps_per_generation 2)",
+        "no old log-probs, 2 micro-batches per generation: PPL needs one no-grad forward",
+        ["grpo.steps_per_generation=2", "grpo.gradient_accumulation_steps=2",
+         f"grpo.per_device_train_batch_size={half}"],
+        args,
+    )  # fmt: skip
+    measure(
+        "TRL old log-probs (steps_per_generation 2, no accumulation): PPL reuses them",
         ["grpo.steps_per_generation=2", f"grpo.per_device_train_batch_size={half}"],
         args,
     )

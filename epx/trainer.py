@@ -18,7 +18,9 @@ from trl import GRPOTrainer
 from epx.callbacks import StageCallback
 from epx.errors import RunError
 from epx.recipe import ShapingSection
-from epx.shaping import apply_shaping, sequence_log_ppl
+from epx.shaping import apply_shaping, ppl_weights, sequence_log_ppl
+
+ROW_KEY = "epx_row"  # a completion's index in its generation batch, for shaping at loss time
 
 
 class EpxGRPOTrainer(GRPOTrainer):
@@ -35,6 +37,7 @@ class EpxGRPOTrainer(GRPOTrainer):
         self.shaping = shaping or ShapingSection()
         self.max_reward_failure_rate = max_reward_failure_rate
         self._loss_inputs: dict[str, Any] | None = None
+        self._position_on = False
 
     # ---- the seam -------------------------------------------------------------------------
     def _generate_and_score_completions(self, inputs: Any) -> dict[str, Any]:
@@ -45,44 +48,77 @@ class EpxGRPOTrainer(GRPOTrainer):
             return output
         self._record_reward_counts()
         method = self.shaping.method
-        active = self.position_active()
-        metrics = self._metrics["train"]
-        metrics["shaping/position/active"].append(float(active and method in ("position", "both")))
+        self._position_on = self.position_active()
+        self._metrics["train"]["shaping/position/active"].append(float(self._position_on))
         if method == "none":
             return output
+        if method in ("ppl", "both") and self._loss_forward_is_behaviour(output):
+            local = output["advantages"].size(0)
+            start = self.accelerator.process_index * local
+            output[ROW_KEY] = torch.arange(start, start + local, device=output["advantages"].device)
+            return output  # shaped in `_compute_loss`, from the loss's own forward
         mask = output["completion_mask"]
-        weights = self._ppl_weights(output) if method in ("ppl", "both") else None
+        weights = None
+        if method in ("ppl", "both"):
+            logps = output.get("old_per_token_logps")
+            if logps is None:
+                logps = self._behaviour_logps(output)
+            weights = self._ppl_weights(sequence_log_ppl(logps, mask))
+        output["advantages"] = self._shape(output["advantages"], mask, weights)
+        return output
+
+    def _loss_forward_is_behaviour(self, output: dict[str, Any]) -> bool:
+        """Whether the loss's forward will give the sampling policy's log-probs for this batch.
+
+        True when TRL keeps no old log-probs (it then uses the loss's own, detached, as old ones)
+        and the loss sees the whole generation batch in one go (steps_per_generation 1, one
+        iteration): the PPL weights are then computed from that forward, with no extra one.
+        """
+        return (
+            "old_per_token_logps" not in output
+            and self.args.steps_per_generation == 1
+            and self.num_iterations == 1
+        )
+
+    def _shape(
+        self, advantages: torch.Tensor, mask: torch.Tensor, weights: torch.Tensor | None
+    ) -> torch.Tensor:
+        """The shaped (B, T) advantages: PPL weights (if given) first, then the position bonus."""
+        position = self.shaping.position
         shaped, info = apply_shaping(
-            output["advantages"],
+            advantages,
             None,
             mask,
             self.num_generations,
-            method,
-            pos_alpha=self.shaping.position.alpha,
-            k=self.shaping.position.k,
-            center=self.shaping.position.center,
-            position_active=active,
+            self.shaping.method,
+            pos_alpha=position.alpha,
+            k=position.k,
+            center=position.center,
+            position_active=self._position_on,
             weights=weights,
         )
-        output["advantages"] = shaped.to(output["advantages"].dtype)
         self._record_shaping(info, mask)
-        return output
+        return shaped.to(advantages.dtype)
 
-    def _ppl_weights(self, output: dict[str, Any]) -> torch.Tensor:
+    def _ppl_weights(self, log_ppl: torch.Tensor, rows: torch.Tensor | None = None) -> torch.Tensor:
         """PPL weights (B,) of this process's completions, computed on whole prompt groups.
 
         A group may be spread over processes, so the log-PPL is gathered the way TRL gathers
-        rewards (process-major, groups consecutive), weighted on the whole batch, then sliced.
+        rewards (process-major), weighted on the whole batch, then sliced. `rows` are the
+        completions' indices in the generation batch when TRL has shuffled them (loss time).
         """
-        from epx.shaping import ppl_weights
-
-        logps = output.get("old_per_token_logps")
-        if logps is None:
-            logps = self._behaviour_logps(output)
-        log_ppl = sequence_log_ppl(logps, output["completion_mask"])  # (B,)
         all_log_ppl = self.accelerator.gather(log_ppl)
         cfg = self.shaping.ppl
-        weights = ppl_weights(all_log_ppl, self.num_generations, cfg.alpha, cfg.clip, cfg.favour)
+        if rows is None:
+            weights = ppl_weights(
+                all_log_ppl, self.num_generations, cfg.alpha, cfg.clip, cfg.favour
+            )
+        else:  # back to generation order (groups consecutive), weigh, then to this order again
+            order = self.accelerator.gather(rows).argsort()
+            weights = torch.empty_like(all_log_ppl)
+            weights[order] = ppl_weights(
+                all_log_ppl[order], self.num_generations, cfg.alpha, cfg.clip, cfg.favour
+            )
         local = log_ppl.size(0)
         start = self.accelerator.process_index * local
         return weights[start : start + local]
@@ -193,6 +229,11 @@ class EpxGRPOTrainer(GRPOTrainer):
         inputs = self._loss_inputs
         if inputs is not None and kwargs.get("compute_entropy") and model is self.model:
             logps, entropies, _ = result
+            if ROW_KEY in inputs:  # TRL reads inputs["advantages"] right after this forward
+                mask = inputs["completion_mask"]
+                log_ppl = sequence_log_ppl(logps.detach(), mask)
+                weights = self._ppl_weights(log_ppl, rows=inputs.pop(ROW_KEY))
+                inputs["advantages"] = self._shape(inputs["advantages"], mask, weights)
             self._record_sample_stats(logps.detach(), entropies.detach(), inputs)
         return result
 

@@ -32,6 +32,14 @@ def test_two_ranks_weight_a_spread_group_like_one_process(tmp_path):
     expected = ppl_weights(whole_group, group_size=4, alpha=0.5)
     got = torch.tensor(records[0]["weights"] + records[1]["weights"])
     torch.testing.assert_close(got, expected.to(got.dtype))
+    # shaped at loss time (from the loss's forward, rows shuffled): the same weights
+    advantages = torch.tensor(records[0]["advantages"] + records[1]["advantages"])
+    loss_time = torch.tensor(records[0]["loss_time_weights"] + records[1]["loss_time_weights"])
+    nonzero = advantages != 0
+    assert nonzero.any()
+    torch.testing.assert_close(
+        loss_time[nonzero], expected.to(got.dtype)[nonzero], atol=1e-5, rtol=1e-5
+    )
     # per-rank weighting would standardise each half on its own: a different answer
     per_rank = torch.cat(
         [ppl_weights(whole_group[:2], 2, 0.5), ppl_weights(whole_group[2:], 2, 0.5)]

@@ -14,6 +14,7 @@ from pathlib import Path
 import pytest
 import torch
 from trl import GRPOTrainer
+from trl.trainer.utils import shuffle_sequence_dict
 
 from epx.recipe import load_recipe
 from epx.train import build_trainer
@@ -121,14 +122,39 @@ def formula_advantages(adv, logps, mask, alpha_ppl, alpha_pos, k=15.0, c=0.5) ->
     return expected
 
 
+def advantages_reaching_the_loss(trainer, output, shuffle_seed: int | None = None):
+    """Run the loss on `output` (shuffled as TRL may) and return (advantages it read, row order)."""
+    rows = torch.arange(output["advantages"].size(0))
+    output = {**output, "order": rows}
+    if shuffle_seed is not None:
+        torch.manual_seed(shuffle_seed)
+        output = shuffle_sequence_dict(output)
+    order = output.pop("order")
+    trainer.model.zero_grad()
+    trainer._compute_loss(trainer.model, output)  # TRL's loss; shaping may happen in its forward
+    assert "epx_row" not in output
+    return output["advantages"], order
+
+
+PATHS = {
+    # TRL keeps no old log-probs, one generation batch per step: weights from the loss's forward
+    "loss-forward": [],
+    # two micro-batches per generation batch, no old log-probs: one extra no-grad forward
+    "extra-forward": ["grpo.steps_per_generation=2", "grpo.gradient_accumulation_steps=2"],
+    # TRL computes old log-probs (generation every 2 micro-batches, 1 accumulation step)
+    "trl-old-logps": ["grpo.steps_per_generation=2", "grpo.per_device_train_batch_size=4"],
+}
+
+
+@pytest.mark.parametrize("path", list(PATHS))
 @pytest.mark.parametrize("method", ["ppl", "position", "both"])
-def test_shaped_advantages_are_the_formulas(tmp_path, method):
-    trainer = make_trainer(
-        tmp_path,
+def test_advantages_reaching_the_loss_are_the_formulas(tmp_path, method, path):
+    overrides = [
         f"shaping.method={method}",
         "shaping.ppl.alpha=0.3",
         "shaping.position.schedule=always",
-    )
+    ]
+    trainer = make_trainer(tmp_path, *overrides, *PATHS[path])
     parent = parent_of(trainer)
     inputs = batch_of(trainer)
     shaped, plain = generate(trainer, inputs), generate(parent, inputs)
@@ -138,20 +164,25 @@ def test_shaped_advantages_are_the_formulas(tmp_path, method):
     alpha_ppl = 0.3 if method in ("ppl", "both") else 0.0
     alpha_pos = 0.1 if method in ("position", "both") else 0.0
     expected = formula_advantages(plain["advantages"], logps, mask, alpha_ppl, alpha_pos)
-    assert shaped["advantages"].shape == mask.shape
-    torch.testing.assert_close(shaped["advantages"].double(), expected, atol=2e-6, rtol=1e-5)
+    reached, order = advantages_reaching_the_loss(trainer, shaped, shuffle_seed=7)
+    assert reached.shape == mask.shape and not torch.equal(order, torch.arange(len(order)))
+    torch.testing.assert_close(reached.double(), expected[order], atol=2e-6, rtol=1e-5)
     if method != "position":  # the weights moved something: the test is not vacuous
         assert not torch.allclose(expected, plain["advantages"].unsqueeze(1).double() * mask)
 
 
+def test_default_setup_needs_no_extra_forward(tmp_path):
+    trainer = make_trainer(tmp_path, "shaping.method=ppl")
+    calls = []
+    trainer._behaviour_logps = lambda output: calls.append(1)  # must not be reached
+    output = generate(trainer, batch_of(trainer))
+    assert "old_per_token_logps" not in output and output["advantages"].dim() == 1
+    reached, _ = advantages_reaching_the_loss(trainer, output)
+    assert reached.shape == output["completion_mask"].shape and not calls
+
+
 def test_trl_old_logps_are_used_without_extra_forward(tmp_path):
-    # steps_per_generation 2 with no accumulation: TRL computes old log-probs itself
-    trainer = make_trainer(
-        tmp_path,
-        "shaping.method=ppl",
-        "grpo.steps_per_generation=2",
-        "grpo.per_device_train_batch_size=4",
-    )
+    trainer = make_trainer(tmp_path, "shaping.method=ppl", *PATHS["trl-old-logps"])
     calls = []
     trainer._behaviour_logps = lambda output: calls.append(1)  # must not be reached
     output = generate(trainer, batch_of(trainer))

@@ -14,6 +14,7 @@ from pathlib import Path
 
 import torch
 from trl import GRPOTrainer
+from trl.trainer.utils import shuffle_sequence_dict
 
 from epx.recipe import load_recipe
 from epx.shaping import sequence_log_ppl
@@ -43,14 +44,32 @@ def main(out_dir: Path) -> None:
     local = group[rank * 2 : rank * 2 + 2]
     torch.manual_seed(1234 + rank)
     output = GRPOTrainer._generate_and_score_completions(trainer, local)
-    log_ppl = sequence_log_ppl(trainer._behaviour_logps(output), output["completion_mask"])
-    weights = trainer._ppl_weights(output)
+    mask = output["completion_mask"]
+    log_ppl = sequence_log_ppl(trainer._behaviour_logps(output), mask)
+    weights = trainer._ppl_weights(log_ppl)
+    # the same batch shaped at loss time from the loss's own forward, rows shuffled as TRL does
+    deferred = {**output, "epx_row": torch.arange(rank * 2, rank * 2 + 2), "order": torch.arange(2)}
+    torch.manual_seed(99 + rank)
+    deferred = shuffle_sequence_dict(deferred)
+    order = deferred.pop("order")
+    trainer._position_on = False
+    trainer.current_gradient_accumulation_steps = 1
+    trainer._compute_loss(trainer.model, deferred)
+    valid = mask[order].bool()
+    ratio = (
+        deferred["advantages"][valid]
+        / output["advantages"][order].unsqueeze(1).expand_as(valid)[valid]
+    )
+    per_row = [ratio[valid[:i].sum() : valid[: i + 1].sum()].mean().item() for i in range(2)]
+    loss_time_weights = [per_row[list(order).index(i)] for i in range(2)]
     trainer.train()
     record = {
         "rank": rank,
         "world": world,
         "log_ppl": log_ppl.tolist(),
         "weights": weights.tolist(),
+        "loss_time_weights": loss_time_weights,
+        "advantages": output["advantages"].tolist(),
         "global_step": trainer.state.global_step,
     }
     (out_dir / f"rank{rank}.json").write_text(json.dumps(record))
