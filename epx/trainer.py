@@ -2,9 +2,10 @@
 
 The seam is `_generate_and_score_completions`: the parent computes per-sequence advantages (B,);
 this class replaces them by the shaped (B, T) ones, which TRL's own loss accepts as they are. The
-loss is never copied. Metrics on positive/negative samples are read off the loss's own forward
-(`_get_per_token_logps_and_entropies` is wrapped to record what it computed), so they cost no
-forward of their own.
+loss is never copied. `_get_per_token_logps_and_entropies` is wrapped to read what the loss's own
+forward computed: the metrics on positive/negative samples, and, when that forward is the
+behaviour policy's (TRL's default on-policy setup), the log-PPL, so PPL shaping then happens just
+before TRL reads the advantages and costs no extra forward. Tested against TRL 1.16 (pinned).
 """
 
 from __future__ import annotations
