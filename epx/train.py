@@ -91,7 +91,9 @@ def run_training(recipe: Recipe, *, resume: bool = False) -> TrainResult:
     checkpoint = resume_checkpoint(output_dir, resume)
     output_dir.mkdir(parents=True, exist_ok=True)
     configure_wandb(recipe, output_dir)
-    (output_dir / RECIPE_FILE).write_text(recipe_to_yaml(recipe))
+    main_process = int(os.environ.get("RANK", "0")) == 0  # torchrun / accelerate set RANK
+    if main_process:
+        (output_dir / RECIPE_FILE).write_text(recipe_to_yaml(recipe))
 
     with console.status("Preparing model, data and trainer"):
         trainer = build_trainer(recipe)
@@ -104,14 +106,13 @@ def run_training(recipe: Recipe, *, resume: bool = False) -> TrainResult:
     trainer.train(resume_from_checkpoint=checkpoint)
     trainer.save_model(str(output_dir / "final"))
     _finish_wandb()
-
-    from epx.report import plot_curves, summary_table
-
     metrics_path = output_dir / METRICS_FILE
-    curves = plot_curves(metrics_path, output_dir / "curves.png") if metrics_path.exists() else None
-    if metrics_path.exists():
+    curves = None
+    if main_process and metrics_path.exists():
+        from epx.report import plot_curves, summary_table
+
+        curves = plot_curves(metrics_path, output_dir / "curves.png")
         console.print(summary_table(metrics_path))
-    if curves:
         console.print(f"curves: {curves}")
     return TrainResult(output_dir, trainer.state.global_step, metrics_path, curves)
 
