@@ -27,14 +27,19 @@ def cache_dir() -> Path:
 
 
 def latest_checkpoint(run_dir: str | os.PathLike[str]) -> Path | None:
-    """The `checkpoint-N` folder with the largest N under `run_dir`, or None."""
+    """The complete `checkpoint-N` folder with the largest N under `run_dir`, or None.
+
+    Trainer writes `trainer_state.json` last, so a folder without it is a save cut short by a
+    crash, and is passed over.
+    """
     run_dir = Path(run_dir)
     if not run_dir.is_dir():
         return None
     numbered = [
         (int(match.group(1)), child)
         for child in run_dir.iterdir()
-        if child.is_dir() and (match := CHECKPOINT_PATTERN.match(child.name))
+        if (match := CHECKPOINT_PATTERN.match(child.name))
+        and (child / "trainer_state.json").is_file()
     ]
     return max(numbered)[1] if numbered else None
 

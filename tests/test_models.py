@@ -8,7 +8,12 @@ import pytest
 import torch
 
 from epx.errors import ModelError
-from epx.models import load_model_and_tokenizer, resolve_model_ref, resolve_package_path
+from epx.models import (
+    latest_checkpoint,
+    load_model_and_tokenizer,
+    resolve_model_ref,
+    resolve_package_path,
+)
 from epx.recipe import ModelSection, load_recipe
 from epx.train import run_training
 
@@ -24,6 +29,17 @@ def test_tiny_random_is_deterministic_and_round_trips_text():
     text = "What is 12 + 7? \\boxed{19}"
     assert tokenizer.decode(tokenizer(text)["input_ids"]) == text
     assert tokenizer.padding_side == "left" and tokenizer.pad_token != tokenizer.eos_token
+
+
+def test_latest_checkpoint_skips_saves_cut_short(tmp_path):
+    for step, complete in ((2, True), (10, True), (12, False)):  # 12: killed while saving
+        folder = tmp_path / f"checkpoint-{step}"
+        folder.mkdir()
+        if complete:
+            (folder / "trainer_state.json").write_text("{}")
+    (tmp_path / "checkpoint-x").mkdir()
+    assert latest_checkpoint(tmp_path) == tmp_path / "checkpoint-10"  # 10 > 2 numerically
+    assert latest_checkpoint(tmp_path / "missing") is None
 
 
 def test_recipe_file_as_model_reference():

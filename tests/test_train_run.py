@@ -130,3 +130,40 @@ def test_reward_failures_abort_the_run_with_a_clear_message(tmp_path):
         RunError, match=r"failed on 8 of 8 scorings at step 1, above reward.max_failure_rate=0.5"
     ):
         trainer.train()
+
+
+@pytest.mark.slow
+def test_cli_run_killed_mid_way_resumes_without_losing_or_repeating_steps(tmp_path):
+    """`epx train` in a subprocess, SIGKILLed once checkpoint-4 exists, then `--resume`."""
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    run = tmp_path / "run"
+    args = [sys.executable, "-m", "epx.cli", "train", str(TINY), "--set", f"output_dir={run}"]
+    args += ["--set", "logging.mode=disabled", "--set", "grpo.save_steps=2"]
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    process = subprocess.Popen(
+        [*args, "--set", "grpo.max_steps=400"], env=env, cwd=REPO,
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )  # fmt: skip
+    deadline = time.monotonic() + 300
+    while not (run / "checkpoint-4" / "trainer_state.json").exists():
+        assert process.poll() is None and time.monotonic() < deadline, "the run ended early"
+        time.sleep(0.05)
+    process.send_signal(signal.SIGKILL)
+    process.wait()
+    from epx.models import latest_checkpoint
+
+    kept = int(latest_checkpoint(run).name.split("-")[1])
+    assert kept >= 4
+    finish = kept + 2
+    result = subprocess.run(
+        [*args, "--set", f"grpo.max_steps={finish}", "--resume"],
+        env=env, cwd=REPO, capture_output=True, text=True, timeout=300,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert steps_logged(run) == list(range(1, finish + 1))  # each step once, none lost
+    state = json.loads((run / f"checkpoint-{finish}" / "trainer_state.json").read_text())
+    assert state["global_step"] == finish
