@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from epx.errors import ModelError
-from epx.recipe import ModelSection
+from epx.recipe import DataSection, ModelSection
 
 TINY_RANDOM = "tiny-random"
 RANDOM_PREFIX = "random:"  # random:qwen2.5-0.5b -> that architecture's shape, random weights
@@ -63,29 +63,31 @@ def resolve_package_path(ref: str) -> str:
 
 def resolve_model_ref(ref: str) -> ModelSection:
     """Turn a --model argument into a model section (see the module docstring for what it takes)."""
-    path = Path(ref)
-    if path.suffix in (".yaml", ".yml"):
-        from epx.recipe import load_recipe
-
-        return load_recipe(path).model
-    if path.is_dir() and (path / "recipe.yaml").is_file():
-        return _train_output_model(path)
-    if path.is_dir() and CHECKPOINT_PATTERN.match(path.name) and (path / "recipe.yaml").is_file():
-        return _checkpoint_model(path)
-    return ModelSection(name_or_path=ref)
+    return resolve_reference(ref)[0]
 
 
-def _train_output_model(run_dir: Path) -> ModelSection:
-    checkpoint = latest_checkpoint(run_dir)
-    if checkpoint is None:
-        raise ModelError(f"{run_dir}: an epx train output dir without any checkpoint-N folder")
-    return _checkpoint_model(checkpoint)
-
-
-def _checkpoint_model(checkpoint: Path) -> ModelSection:
+def resolve_reference(ref: str) -> tuple[ModelSection, DataSection | None]:
+    """The model section of a reference and, when it carries a recipe (a recipe file, an `epx
+    train` output dir or one of its checkpoints), the data section the model was trained with."""
     from epx.recipe import load_recipe
 
-    model = load_recipe(checkpoint / "recipe.yaml").model
+    path = Path(ref)
+    if path.suffix in (".yaml", ".yml"):
+        recipe = load_recipe(path)
+        return recipe.model, recipe.data
+    if not (path.is_dir() and (path / "recipe.yaml").is_file()):
+        return ModelSection(name_or_path=ref), None
+    checkpoint = path if CHECKPOINT_PATTERN.match(path.name) else latest_checkpoint(path)
+    if checkpoint is None:
+        raise ModelError(
+            f"{path}: an epx train output dir without any complete checkpoint-N folder"
+        )
+    recipe = load_recipe(checkpoint / "recipe.yaml")
+    return _checkpoint_model(recipe.model, checkpoint), recipe.data
+
+
+def _checkpoint_model(model: ModelSection, checkpoint: Path) -> ModelSection:
+    """The recipe's model section pointed at a checkpoint (adapters merged on load if LoRA)."""
     if (checkpoint / "adapter_config.json").is_file():
         return model.model_copy(update={"adapter": str(checkpoint), "lora": None})
     tokenizer = str(checkpoint) if (checkpoint / "tokenizer_config.json").is_file() else None

@@ -13,6 +13,7 @@ from epx.models import (
     load_model_and_tokenizer,
     resolve_model_ref,
     resolve_package_path,
+    resolve_reference,
 )
 from epx.recipe import ModelSection, load_recipe
 from epx.train import run_training
@@ -67,8 +68,10 @@ def test_lora_run_output_loads_merged_for_generation(tmp_path):
     run_training(load_recipe(TINY, overrides))
     checkpoint = tmp_path / "run" / "checkpoint-2"
     assert (checkpoint / "adapter_config.json").is_file()
-    cfg = resolve_model_ref(str(tmp_path / "run"))
+    cfg, data = resolve_reference(str(tmp_path / "run"))
     assert cfg.adapter == str(checkpoint) and cfg.name_or_path == "tiny-random"
+    assert data.template == load_recipe(TINY).data.template  # eval prompts as training did
+    assert resolve_model_ref(str(checkpoint)) == cfg  # a checkpoint folder names itself
     model, tokenizer = load_model_and_tokenizer(cfg)
     assert type(model).__name__ == "Qwen2ForCausalLM"  # merged: no peft wrapper left
     base, _ = load_model_and_tokenizer(ModelSection(name_or_path="tiny-random"))

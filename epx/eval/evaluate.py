@@ -63,9 +63,9 @@ def run_eval(options: EvalOptions, console: Any = None) -> EvalResult:
     processes = Processes()
     benches = [load_benchmark(name, options.data_dir) for name in parse_bench_list(options.benches)]
 
-    from epx.models import resolve_model_ref
+    from epx.models import resolve_reference
 
-    model_cfg = resolve_model_ref(options.model)
+    model_cfg, trained_data = resolve_reference(options.model)
     backend = _choose_backend(options.backend, processes)
     settings: dict[str, Any] = {
         "model": _model_identity(model_cfg),
@@ -81,7 +81,7 @@ def run_eval(options: EvalOptions, console: Any = None) -> EvalResult:
     check_settings(output_dir, settings, bench_data, resume=options.resume)
 
     generator, prompt_fn, loaded = _load_generator(
-        model_cfg, options.model, backend, options.sampling, output_dir, processes
+        model_cfg, trained_data, backend, options.sampling, output_dir, processes
     )
     settings.update(loaded)
     stored = check_settings(output_dir, settings, bench_data, resume=options.resume)
@@ -244,20 +244,16 @@ def _difference(key: str, old: Any, new: Any) -> str:
     return f"{key}: {old!r} there, {new!r} now"
 
 
-def training_prompt_fn(model_ref: str, tokenizer: Any) -> PromptFn:
-    """format_prompt with the training recipe's data settings when the model reference carries a
-    recipe (a recipe file, an `epx train` output dir or one of its checkpoints); else the paper's
-    prompt through the tokenizer's chat template."""
+def training_prompt_fn(data: Any, tokenizer: Any) -> PromptFn:
+    """format_prompt with the data settings the model was trained with (a recipe's `data`
+    section, from `epx.models.resolve_reference`); None: the paper's prompt through the
+    tokenizer's chat template."""
     from functools import partial
 
     from epx.data import format_prompt
 
-    recipe_path = _recipe_of(Path(model_ref))
-    if recipe_path is None:
+    if data is None:
         return partial(format_prompt, tokenizer=tokenizer)
-    from epx.recipe import load_recipe
-
-    data = load_recipe(recipe_path).data
     return partial(
         format_prompt,
         tokenizer=tokenizer,
@@ -267,17 +263,9 @@ def training_prompt_fn(model_ref: str, tokenizer: Any) -> PromptFn:
     )
 
 
-def _recipe_of(path: Path) -> Path | None:
-    if path.suffix in (".yaml", ".yml") and path.is_file():
-        return path
-    if path.is_dir() and (path / "recipe.yaml").is_file():
-        return path / "recipe.yaml"
-    return None
-
-
 def _load_generator(
     model_cfg: Any,
-    model_ref: str,
+    trained_data: Any,
     backend: str,
     sampling: SamplingSettings,
     output_dir: Path,
@@ -299,7 +287,7 @@ def _load_generator(
         model, tokenizer = load_model_and_tokenizer(model_cfg, device=processes.device)
         generator = HFGenerator(model, tokenizer, sampling)
         loaded = {"dtype": str(model.dtype).removeprefix("torch."), "device": model.device.type}
-    prompt_fn = training_prompt_fn(model_ref, tokenizer)
+    prompt_fn = training_prompt_fn(trained_data, tokenizer)
     probe = prompt_fn("{problem}")
     loaded["prompt"] = hashlib.sha256(probe.encode()).hexdigest()[:16]
     return generator, prompt_fn, loaded
@@ -309,7 +297,11 @@ def _vllm_model_path(cfg: Any, output_dir: Path) -> str:
     """A path vLLM can load: the model itself, or (adapters, GGUF, tiny-random) a merged HF copy
     saved once under the output dir."""
     name = cfg.name_or_path
-    if not cfg.adapter and not name.endswith(".gguf") and not name.startswith(("pkg://", "tiny-")):
+    if (
+        not cfg.adapter
+        and not name.endswith(".gguf")
+        and not name.startswith(("pkg://", "tiny-", "random:"))
+    ):
         return name
     from epx.models import load_model_and_tokenizer
 
