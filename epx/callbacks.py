@@ -52,14 +52,8 @@ class MetricsFileCallback(TrainerCallback):
         self.path = Path(path)
 
     def on_train_begin(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
-        if not state.is_world_process_zero or not self.path.exists():
-            return
-        kept = [
-            line
-            for line in self.path.read_text().splitlines()
-            if line.strip() and _step_of(line) <= state.global_step
-        ]
-        self.path.write_text("".join(line + "\n" for line in kept))
+        if state.is_world_process_zero:
+            drop_lines_after(self.path, state.global_step)
 
     def on_log(
         self, args: Any, state: Any, control: Any, logs: dict | None = None, **kw: Any
@@ -70,6 +64,82 @@ class MetricsFileCallback(TrainerCallback):
         self.path.parent.mkdir(parents=True, exist_ok=True)
         with self.path.open("a") as handle:
             handle.write(json.dumps(record) + "\n")
+
+
+def drop_lines_after(path: Path, step: int) -> None:
+    """Keep the JSONL lines of `path` whose `step` is at most `step` (resume: the rest was logged
+    after the checkpoint, then lost with the crash)."""
+    if not path.exists():
+        return
+    kept = [line for line in path.read_text().splitlines() if line.strip() and _step_of(line) <= step]
+    path.write_text("".join(line + "\n" for line in kept))
+
+
+class SamplesFileCallback(TrainerCallback):
+    """A bounded sample of each logged step's training completions in OUTPUT_DIR/samples.jsonl.
+
+    The trainer hands it TRL's completion log at each logged step (`record`); at most
+    `per_step` rows, spread over the generation batch: step, prompt, completion, the extracted
+    answer, its status (correct, wrong, unparsed, truncated, ...), the total reward and the
+    advantage. On resume, lines past the checkpoint's step are dropped.
+    """
+
+    def __init__(self, path: str | Path, per_step: int = 8) -> None:
+        self.path = Path(path)
+        self.per_step = per_step
+
+    def on_train_begin(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
+        if state.is_world_process_zero:
+            drop_lines_after(self.path, state.global_step)
+
+    def record(self, step: int, logs: dict[str, Any], weights: list[float]) -> None:
+        """Append up to `per_step` rows of TRL's `_logs` (the last generation batch)."""
+        rows = sample_rows(logs, weights, step, self.per_step)
+        if not rows:
+            return
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        with self.path.open("a", encoding="utf-8") as handle:
+            for row in rows:
+                handle.write(json.dumps(row, ensure_ascii=False) + "\n")
+
+
+def sample_rows(
+    logs: dict[str, Any], weights: list[float], step: int, limit: int
+) -> list[dict[str, Any]]:
+    """Up to `limit` evenly spaced rows of TRL's completion log (prompt, completion, rewards
+    per function, advantages, extra columns), with the weighted total reward."""
+    prompts, completions = list(logs.get("prompt", ())), list(logs.get("completion", ()))
+    count = min(len(prompts), len(completions))
+    if not count or limit < 1:
+        return []
+    rewards = {name: list(values) for name, values in logs.get("rewards", {}).items()}
+    extra = {name: list(values) for name, values in logs.get("extra", {}).items()}
+    advantages = list(logs.get("advantages", ()))
+    picked = sorted({round(i * (count - 1) / max(1, limit - 1)) for i in range(min(limit, count))})
+    rows = []
+    for index in picked:
+        total = sum(
+            weight * values[index]
+            for weight, values in zip(weights, rewards.values(), strict=False)
+            if index < len(values) and values[index] == values[index]
+        )
+        rows.append(
+            {
+                "step": step,
+                "prompt": _jsonable(prompts[index]),
+                "completion": _jsonable(completions[index]),
+                "answer": _column(extra, "answer", index),
+                "status": _column(extra, "status", index),
+                "reward": total,
+                "advantage": advantages[index] if index < len(advantages) else None,
+            }
+        )
+    return rows
+
+
+def _column(extra: dict[str, list[Any]], name: str, index: int) -> Any:
+    values = extra.get(name, [])
+    return _jsonable(values[index]) if index < len(values) else None
 
 
 def _step_of(line: str) -> int:
@@ -107,6 +177,7 @@ CONSOLE_COLUMNS = (
     ("shaping/position/active", "pos"),
     ("stage", "stage"),
     ("completions/mean_length", "len"),
+    ("completions/clipped_ratio", "clipped"),
 )
 
 

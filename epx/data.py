@@ -6,6 +6,7 @@ Every dataset comes out with the columns `prompt` (the text the model sees), `pr
 
 from __future__ import annotations
 
+import hashlib
 import json
 import random
 from collections.abc import Iterator
@@ -42,22 +43,65 @@ def format_prompt(
     return tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
 
 
+def _operands(task: ArithmeticTask, rng: random.Random) -> list[int]:
+    if task.max_value is not None:
+        return [rng.randint(0, task.max_value) for _ in range(task.terms)]
+    numbers = []
+    for _ in range(task.terms):
+        digits = rng.choice(task.digits)
+        numbers.append(rng.randint(0 if digits == 1 else 10 ** (digits - 1), 10**digits - 1))
+    return numbers
+
+
+def is_held_out(numbers: list[int], share: float) -> bool:
+    """Whether a sum belongs to the held-out split: a hash of its sorted operands, so
+    ``3 + 33`` and ``33 + 3`` fall on the same side, whatever seed drew them."""
+    text = "+".join(map(str, sorted(numbers)))
+    return int(hashlib.sha256(text.encode()).hexdigest()[:8], 16) / 2**32 < share
+
+
+def _arithmetic_row(index: int, numbers: list[int], prefix: str) -> dict[str, str]:
+    return {
+        "id": f"{prefix}-{index}",
+        "problem": f"What is {' + '.join(map(str, numbers))}?",
+        "answer": str(sum(numbers)),
+    }
+
+
 def arithmetic_problems(task: ArithmeticTask, seed: int) -> list[dict[str, str]]:
-    """Sums of `task.terms` numbers with digit counts drawn from `task.digits`; exact answers."""
+    """Training sums of `task.terms` numbers (never a held-out one); exact answers."""
     rng = random.Random(seed)
-    rows = []
-    for index in range(task.size):
-        numbers = []
-        for _ in range(task.terms):
-            digits = rng.choice(task.digits)
-            numbers.append(rng.randint(0 if digits == 1 else 10 ** (digits - 1), 10**digits - 1))
-        rows.append(
-            {
-                "id": f"arithmetic-{index}",
-                "problem": f"What is {' + '.join(map(str, numbers))}?",
-                "answer": str(sum(numbers)),
-            }
-        )
+    rows: list[dict[str, str]] = []
+    for _ in range(task.size * 100):
+        if len(rows) == task.size:
+            return rows
+        numbers = _operands(task, rng)
+        if not is_held_out(numbers, task.held_out):
+            rows.append(_arithmetic_row(len(rows), numbers, "arithmetic"))
+    raise DataError("data.task: almost every sum is held out; lower data.task.held_out")
+
+
+HELD_OUT_SEED = "epx-arithmetic-held-out"
+HELD_OUT_PROBLEMS = 200
+
+
+def arithmetic_held_out(
+    task: ArithmeticTask, count: int = HELD_OUT_PROBLEMS
+) -> list[dict[str, str]]:
+    """Up to `count` distinct held-out sums of the task (the `arithmetic` benchmark), in a
+    fixed order: the same problems for every run of the same task settings."""
+    rng = random.Random(HELD_OUT_SEED)
+    seen: set[tuple[int, ...]] = set()
+    rows: list[dict[str, str]] = []
+    for _ in range(count * 500):
+        numbers = _operands(task, rng)
+        key = tuple(numbers)
+        if key in seen or not is_held_out(numbers, task.held_out):
+            continue
+        seen.add(key)
+        rows.append(_arithmetic_row(len(rows), numbers, "arithmetic-test"))
+        if len(rows) == count:
+            break
     return rows
 
 

@@ -85,13 +85,15 @@ class ProblemSamples:
     correct: tuple[bool, ...]
     statuses: tuple[str, ...]  # "correct" | "wrong" | "unparsed" | "timeout"
     tokens: tuple[int, ...]
+    finished: tuple[bool, ...] = ()  # per sample: ended within the token limit (default: all)
 
 
 def bench_metrics(problems: Sequence[ProblemSamples], n: int) -> dict[str, float]:
     """Metrics of one benchmark, each averaged over its problems (every problem has n samples).
 
     Keys: `acc` (Acc@n), `maj` (Maj@n), `pass@1`, `pass@<n>`, `unparsed` (fraction of samples
-    with no extracted answer), `timeouts` (count of samples whose scoring timed out),
+    with no extracted answer), `truncated` (fraction cut off by the token limit: scored all the
+    same), `timeouts` (count of samples whose scoring timed out),
     `tokens_mean` (mean completion length), `problems`, `samples`.
     """
     if not problems:
@@ -113,6 +115,7 @@ def bench_metrics(problems: Sequence[ProblemSamples], n: int) -> dict[str, float
     for k in ks:
         metrics[f"pass@{k}"] = sum(pass_at_k(n, sum(p.correct), k) for p in problems) / count
     metrics["unparsed"] = sum(p.statuses.count("unparsed") for p in problems) / samples
+    metrics["truncated"] = sum(p.finished.count(False) for p in problems) / samples
     metrics["timeouts"] = sum(p.statuses.count("timeout") for p in problems)
     metrics["tokens_mean"] = sum(sum(p.tokens) for p in problems) / samples
     return metrics

@@ -66,8 +66,24 @@ class ModelSection(Section):
 
 class ArithmeticTask(Section):
     digits: list[int] = Field([1, 2], description="Operand digit counts, drawn uniformly.")
+    max_value: int | None = Field(
+        None, ge=1, description="Operands uniform in 0..max_value instead (digits then unused)."
+    )
     terms: int = Field(2, ge=2, le=6, description="Numbers added per problem.")
-    size: int = Field(2000, gt=0, description="Problems generated.")
+    size: int = Field(2000, gt=0, description="Training problems generated.")
+    held_out: float = Field(
+        0.2,
+        gt=0.0,
+        lt=1.0,
+        description="Share of distinct problems kept out of training for the `arithmetic` "
+        "benchmark (chosen by a hash of the sorted operands, whatever the seed).",
+    )
+
+    @model_validator(mode="after")
+    def _valid_digits(self) -> ArithmeticTask:
+        if self.max_value is None and (not self.digits or min(self.digits) < 1):
+            raise ValueError("data.task.digits must list digit counts >= 1")
+        return self
 
 
 class DataSection(Section):
@@ -160,6 +176,11 @@ class RewardSection(Section):
     max_failure_rate: float = Field(
         0.2, ge=0.0, le=1.0, description="Abort when this fraction of a batch's rewards fail."
     )
+    strictness: Literal["final", "boxed"] = Field(
+        "final",
+        description="Which answer the scorer reads: final (the last box, or an explicit final "
+        "statement after it) or boxed (boxes only); also used by the in-training eval.",
+    )
 
     @model_validator(mode="after")
     def _known_reward_names(self) -> RewardSection:
@@ -189,6 +210,7 @@ class EvalSection(Section):
     benches: list[str] = Field(default_factory=list, description="Benchmarks to evaluate on.")
     every_n_steps: int = Field(10, gt=0, description="Evaluate every N global steps.")
     before_training: bool = Field(True, description="Also evaluate at step 0.")
+    after_training: bool = Field(True, description="Also evaluate after the last step.")
     n: int = Field(1, gt=0, description="Samples per problem.")
     limit: int | None = Field(None, gt=0, description="First N problems of each benchmark.")
     max_tokens: int | None = Field(None, gt=0, description="Default: grpo.max_completion_length.")

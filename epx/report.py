@@ -110,3 +110,158 @@ def plot_curves(path: str | Path, out_png: str | Path) -> Path | None:
     fig.savefig(out_png, dpi=110)
     plt.close(fig)
     return Path(out_png)
+
+
+# ---------------------------------------------------------------- before / after training
+
+SAMPLES_SHOWN = 3
+
+
+def read_eval_records(path: Path) -> list[dict[str, Any]]:
+    """The per-sample records of one evaluation's benchmark file (torn lines skipped)."""
+    records = []
+    for line in path.read_text(encoding="utf-8").splitlines():
+        try:
+            records.append(json.loads(line))
+        except json.JSONDecodeError:
+            continue
+    return records
+
+
+def eval_summary(records: list[dict[str, Any]]) -> dict[str, float]:
+    """Accuracy, the share of completions that ended within the token limit, mean length."""
+    count = len(records)
+    return {
+        "accuracy": sum(bool(r.get("correct")) for r in records) / count,
+        "ended": sum(bool(r.get("finished", True)) for r in records) / count,
+        "tokens": sum(int(r.get("tokens", 0)) for r in records) / count,
+    }
+
+
+def before_after(output_dir: str | Path, bench: str) -> dict[str, Any] | None:
+    """The held-out check of a run: its first and last in-training evaluations of `bench`.
+
+    Reads `eval/step-<N>/<bench>.jsonl`; None unless two evaluations exist. Returns the steps,
+    each one's `eval_summary`, the problem count, and the first `SAMPLES_SHOWN` problems'
+    completions before and after (problem, gold, completion, answer, status).
+    """
+    eval_dir = Path(output_dir) / "eval"
+    steps = sorted(
+        int(folder.name.removeprefix("step-"))
+        for folder in eval_dir.glob("step-*")
+        if folder.name.removeprefix("step-").isdigit() and (folder / f"{bench}.jsonl").is_file()
+    )
+    if len(steps) < 2:
+        return None
+    first, last = (
+        read_eval_records(eval_dir / f"step-{s}" / f"{bench}.jsonl")
+        for s in steps[:: len(steps) - 1]
+    )
+    if not first or not last:
+        return None
+    after_by_id = {(r["problem_id"], r["sample"]): r for r in last}
+    samples = []
+    for record in first[:SAMPLES_SHOWN]:
+        later = after_by_id.get((record["problem_id"], record["sample"]))
+        if later is not None:
+            samples.append({"before": record, "after": later})
+    return {
+        "bench": bench,
+        "steps": (steps[0], steps[-1]),
+        "problems": len({r["problem_id"] for r in first}),
+        "before": eval_summary(first),
+        "after": eval_summary(last),
+        "samples": samples,
+    }
+
+
+_ROWS = (("accuracy", "accuracy", "{:.3f}"), ("ended", "ended within the limit", "{:.0%}"),
+         ("tokens", "mean length (tokens)", "{:.1f}"))  # fmt: skip
+
+
+def before_after_rows(check: dict[str, Any]) -> list[tuple[str, str, str, str]]:
+    """(metric, before, after, change) rows of the held-out check."""
+    rows = []
+    for key, label, fmt in _ROWS:
+        before, after = check["before"][key], check["after"][key]
+        change = f"{after - before:+.0%}" if "%" in fmt else f"{after - before:+.3f}"
+        if key == "tokens":
+            change = f"{after - before:+.1f}"
+        rows.append((label, fmt.format(before), fmt.format(after), change))
+    return rows
+
+
+def render_before_after(check: dict[str, Any]) -> list[Any]:
+    """A rich table of the held-out check, and panels with sample completions before/after."""
+    from rich.panel import Panel
+    from rich.table import Table
+    from rich.text import Text
+
+    first, last = check["steps"]
+    table = Table(
+        title=f"held-out {check['bench']}: {check['problems']} problems the run never trained on"
+    )
+    for column in ("", f"before (step {first})", f"after (step {last})", "change"):
+        table.add_column(column, justify="left" if not column else "right")
+    for row in before_after_rows(check):
+        table.add_row(*row)
+    panels: list[Any] = [table]
+    for sample in check["samples"]:
+        text = Text()
+        text.append(f"{sample['before'].get('problem', sample['before']['problem_id'])}", "bold")
+        text.append(f"  (gold {sample['before'].get('gold')})\n")
+        for when in ("before", "after"):
+            record = sample[when]
+            verdict = record.get("status", "?") + (
+                "" if record.get("finished", True) else ", cut off"
+            )
+            text.append(f"{when:>6}: ", "dim")
+            text.append(repr(record.get("completion", "")))
+            text.append(f"\n        answer {record.get('answer')!r}: ")
+            text.append(verdict, "green" if record.get("correct") else "red")
+            text.append("\n")
+        panels.append(Panel(text, expand=False))
+    return panels
+
+
+def before_after_markdown(check: dict[str, Any]) -> str:
+    """The held-out check as Markdown (the model card's table and samples)."""
+    first, last = check["steps"]
+    lines = [
+        f"Held-out `{check['bench']}` ({check['problems']} problems never trained on):",
+        "",
+        f"| | before (step {first}) | after (step {last}) | change |",
+        "|---|---|---|---|",
+    ]
+    lines += [f"| {a} | {b} | {c} | {d} |" for a, b, c, d in before_after_rows(check)]
+    for sample in check["samples"]:
+        lines += [
+            "",
+            f"- {sample['before'].get('problem', '')} (gold {sample['before'].get('gold')})",
+        ]
+        for when in ("before", "after"):
+            record = sample[when]
+            lines.append(
+                f"  - {when}: `{record.get('completion', '')!r}` -> answer "
+                f"`{record.get('answer')}`, {record.get('status')}"
+            )
+    return "\n".join(lines) + "\n"
+
+
+def write_model_card(
+    folder: str | Path, *, base_model: str, method: str, steps: int, recipe_yaml: str,
+    check: dict[str, Any] | None,
+) -> Path:  # fmt: skip
+    """epx's model card in `folder`/README.md: base model, method, the held-out check, recipe."""
+    path = Path(folder) / "README.md"
+    parts = [
+        f"# {Path(folder).parent.name}: {base_model} trained with epx\n",
+        f"- base model: `{base_model}`",
+        f"- method: GRPO with advantage shaping `{method}` (epx, arXiv 2508.02260)",
+        f"- steps: {steps}\n",
+    ]
+    if check is not None:
+        parts.append("## Held-out check\n\n" + before_after_markdown(check))
+    parts.append("## Recipe\n\n```yaml\n" + recipe_yaml.rstrip() + "\n```\n")
+    path.write_text("\n".join(parts), encoding="utf-8")
+    return path

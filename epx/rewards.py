@@ -20,6 +20,7 @@ from collections.abc import Iterable, Sequence
 from typing import Any, ClassVar, Protocol, runtime_checkable
 
 from epx.errors import RecipeError
+from epx.scoring.extract import DEFAULT_STRICTNESS, STRICTNESS, Strictness
 from epx.scoring.pool import as_item, as_text, default_workers, run_in_pool
 from epx.scoring.score import Score
 
@@ -36,7 +37,7 @@ __all__ = [
 ]
 
 logger = logging.getLogger(__name__)
-COUNT_KEYS = ("total", "correct", "failures", "timeouts", "unparsed")
+COUNT_KEYS = ("total", "correct", "failures", "timeouts", "unparsed", "truncated")
 
 
 def _on_main_thread() -> bool:
@@ -44,15 +45,20 @@ def _on_main_thread() -> bool:
 
 
 def score_many(
-    pairs: Iterable[tuple[str, str]], workers: int | None = None, timeout: float = 10.0
+    pairs: Iterable[tuple[str, str]],
+    workers: int | None = None,
+    timeout: float = 10.0,
+    strictness: Strictness = DEFAULT_STRICTNESS,
 ) -> list[Score]:
     """Score (completion, gold) pairs in worker processes; never hangs, never raises on input.
 
     ``workers``: processes (default one per core, at most 8); 0 scores in this process, which
     only the main thread may do (elsewhere 0 means one worker). ``timeout``: seconds per pair for
     math-verify; a pair still running ``GRACE_SECONDS`` later has its worker killed and scores
-    ``Score("timeout")``.
+    ``Score("timeout")``. ``strictness``: ``final`` (the last box or an explicit final statement
+    after it) or ``boxed`` (boxes only); see `epx.scoring.extract`.
     """
+    check_strictness(strictness)
     if not timeout > 0:
         raise ValueError(f"timeout must be > 0 seconds, got {timeout}")
     if workers is not None and workers < 0:
@@ -60,23 +66,32 @@ def score_many(
     if workers == 0 and _on_main_thread():
         from epx.scoring.local import score_local
 
-        return [score_local(*as_item(pair), timeout) for pair in pairs]
+        return [score_local(*as_item(pair), timeout, strictness) for pair in pairs]
     size = default_workers() if workers is None else max(1, workers)
-    return run_in_pool(pairs, size, timeout)
+    return run_in_pool(pairs, size, timeout, strictness)
 
 
-def score_answer(completion: str, gold: str, timeout: float = 10.0) -> Score:
+def check_strictness(strictness: object) -> None:
+    """ValueError unless ``strictness`` is one of `STRICTNESS`."""
+    if strictness not in STRICTNESS:
+        raise ValueError(f"strictness must be one of {', '.join(STRICTNESS)}, got {strictness!r}")
+
+
+def score_answer(
+    completion: str, gold: str, timeout: float = 10.0, strictness: Strictness = DEFAULT_STRICTNESS
+) -> Score:
     """Score one completion in this process (through a worker when not on the main thread)."""
+    check_strictness(strictness)
     if not _on_main_thread():
-        return score_many([(completion, gold)], workers=1, timeout=timeout)[0]
+        return score_many([(completion, gold)], 1, timeout, strictness)[0]
     from epx.scoring.local import score_local
 
-    return score_local(as_text(completion), as_text(gold), timeout)
+    return score_local(as_text(completion), as_text(gold), timeout, strictness)
 
 
-def math_correct(completion: str, gold: str) -> float:
+def math_correct(completion: str, gold: str, strictness: Strictness = DEFAULT_STRICTNESS) -> float:
     """1.0 when the completion's final answer equals the gold, else 0.0."""
-    return 1.0 if score_answer(completion, gold).correct else 0.0
+    return 1.0 if score_answer(completion, gold, strictness=strictness).correct else 0.0
 
 
 def answer_key(completion: str) -> str | None:
@@ -206,10 +221,27 @@ def _outcome(score: Score) -> str | None:
 
 
 class _ScoredReward(CountingReward):
-    """A reward computed from `Score`s of the completions against the ``answer`` column."""
+    """A reward computed from `Score`s of the completions against the ``answer`` column.
 
-    def __init__(self, timeout: float = 10.0, workers: int = 2) -> None:
+    A completion cut off by the token limit (its ids end in no stop token) earns 0.0 and counts
+    as ``truncated``, whatever its text says: the trainer sets ``stop_token_ids`` (TRL's eos
+    ids and the pad id); until then nothing counts as truncated. The ``correctness`` reward also
+    hands each completion's extracted answer and status to TRL's ``log_extra``.
+    """
+
+    logs_answers: ClassVar[bool] = False
+
+    def __init__(
+        self, timeout: float = 10.0, workers: int = 2, strictness: Strictness = DEFAULT_STRICTNESS
+    ) -> None:
         super().__init__()
+        if strictness not in STRICTNESS:
+            raise RecipeError(
+                f"reward '{self.name}': strictness must be one of {', '.join(STRICTNESS)}, "
+                f"got {strictness!r}"
+            )
+        self.strictness: Strictness = strictness
+        self.stop_token_ids: set[int] | None = None
         if isinstance(timeout, bool) or not isinstance(timeout, int | float) or not timeout > 0:
             raise RecipeError(f"reward '{self.name}': timeout must be > 0 seconds, got {timeout!r}")
         if isinstance(workers, bool) or not isinstance(workers, int) or workers < 0:
@@ -227,11 +259,34 @@ class _ScoredReward(CountingReward):
             logger.warning("reward '%s' needs an 'answer' column, one per completion", self.name)
             return [(0.0, "failures")] * len(texts)
         pairs = [(t or "", as_text(g)) for t, g in zip(texts, golds, strict=True)]
-        scores = _score_batch(pairs, self.workers, self.timeout)
-        return [
-            (0.0, "failures") if text is None else (self._reward(s), _outcome(s))
-            for text, s in zip(texts, scores, strict=True)
+        scores = _score_batch(pairs, self.workers, self.timeout, self.strictness)
+        cut = self._truncated(completion_ids, len(texts))
+        scored = [
+            (0.0, "failures")
+            if text is None
+            else (0.0, "truncated")
+            if truncated
+            else (self._reward(s), _outcome(s))
+            for text, s, truncated in zip(texts, scores, cut, strict=True)
         ]
+        log_extra = columns.get("log_extra")
+        if self.logs_answers and callable(log_extra):
+            log_extra("answer", [s.answer for s in scores])
+            log_extra(
+                "status",
+                [
+                    o if o == "truncated" else s.status
+                    for (_, o), s in zip(scored, scores, strict=True)
+                ],
+            )
+        return scored
+
+    def _truncated(self, completion_ids: Any, count: int) -> list[bool]:
+        """Per completion: cut off by the token limit (its last id is no stop token)."""
+        stops = self.stop_token_ids
+        if stops is None or completion_ids is None or len(completion_ids) != count:
+            return [False] * count
+        return [bool(ids) and int(ids[-1]) not in stops for ids in completion_ids]
 
     def _reward(self, score: Score) -> float:
         raise NotImplementedError
@@ -241,20 +296,23 @@ _last_batch: tuple[tuple[Any, ...], list[Score]] | None = None
 _last_batch_lock = threading.Lock()
 
 
-def _score_batch(pairs: list[tuple[str, str]], workers: int, timeout: float) -> list[Score]:
+def _score_batch(
+    pairs: list[tuple[str, str]], workers: int, timeout: float, strictness: Strictness
+) -> list[Score]:
     """score_many, remembering the last batch: correctness and format score the same one."""
     global _last_batch
-    key = (tuple(pairs), workers, timeout)
+    key = (tuple(pairs), workers, timeout, strictness)
     with _last_batch_lock:
         if _last_batch is not None and _last_batch[0] == key:
             return _last_batch[1]
-    scores = score_many(pairs, workers=workers, timeout=timeout)
+    scores = score_many(pairs, workers=workers, timeout=timeout, strictness=strictness)
     with _last_batch_lock:
         _last_batch = (key, scores)
     return scores
 
 
 REWARD_FUNCTIONS: dict[str, type[CountingReward]] = {}
+SCORED_REWARDS = ("correctness", "format")  # the rewards that read an answer (take `strictness`)
 
 
 def _register(cls: type[CountingReward]) -> type[CountingReward]:
@@ -268,10 +326,13 @@ def _register(cls: type[CountingReward]) -> type[CountingReward]:
 class CorrectnessReward(_ScoredReward):
     """``correctness``: 1.0 when the final answer equals the gold (``answer`` column), else 0.0.
 
-    Params: ``timeout`` (seconds per completion, default 10), ``workers`` (default 2).
+    Params: ``timeout`` (seconds per completion, default 10), ``workers`` (default 2),
+    ``strictness`` (``final``: the last box or a final statement after it; ``boxed``: boxes only).
+    A completion cut off by the token limit earns 0 (``truncated``).
     """
 
     name = "correctness"
+    logs_answers = True
 
     def _reward(self, score: Score) -> float:
         return 1.0 if score.correct else 0.0

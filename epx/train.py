@@ -12,6 +12,8 @@ from epx.recipe import Recipe, recipe_to_yaml
 
 RECIPE_FILE = "recipe.yaml"
 METRICS_FILE = "metrics.jsonl"
+SAMPLES_FILE = "samples.jsonl"
+SAMPLES_PER_STEP = 8  # training completions kept per logged step (about 2 KB)
 
 
 @dataclass
@@ -67,12 +69,15 @@ def resume_checkpoint(output_dir: Path, resume: bool) -> str | None:
 
 def build_reward_functions(recipe: Recipe, max_completion_length: int) -> tuple[list, list[float]]:
     """The recipe's reward functions (epx.rewards) and their weights."""
-    from epx.rewards import build_reward_function
+    from epx.rewards import SCORED_REWARDS, build_reward_function
 
     functions, weights = [], []
     for spec in recipe.reward.functions:
+        params = dict(spec.params)
+        if spec.name in SCORED_REWARDS:
+            params.setdefault("strictness", recipe.reward.strictness)
         try:
-            function = build_reward_function(spec.name, **spec.params)
+            function = build_reward_function(spec.name, **params)
             if getattr(function, "max_length", 0) is None:  # overlong: the completion limit
                 function.max_length = max_completion_length
         except RecipeError as error:
@@ -104,17 +109,47 @@ def run_training(recipe: Recipe, *, resume: bool = False) -> TrainResult:
         highlight=False,
     )
     trainer.train(resume_from_checkpoint=checkpoint)
-    trainer.save_model(str(output_dir / "final"))
+    final = output_dir / "final"
+    trainer.save_model(str(final))
     _finish_wandb()
     metrics_path = output_dir / METRICS_FILE
     curves = None
-    if main_process and metrics_path.exists():
-        from epx.report import plot_curves, summary_table
+    if main_process:
+        curves = _report(recipe, output_dir, final, trainer.state.global_step, console)
+    return TrainResult(output_dir, trainer.state.global_step, metrics_path, curves)
 
+
+def _report(recipe: Recipe, output_dir: Path, final: Path, steps: int, console: Any) -> Path | None:
+    """The end of a run: summary table, curves, the held-out check before/after, model card."""
+    from epx.report import (
+        before_after,
+        plot_curves,
+        render_before_after,
+        summary_table,
+        write_model_card,
+    )
+
+    metrics_path = output_dir / METRICS_FILE
+    curves = None
+    if metrics_path.exists():
         curves = plot_curves(metrics_path, output_dir / "curves.png")
         console.print(summary_table(metrics_path))
+    check = before_after(output_dir, recipe.eval.benches[0]) if recipe.eval.benches else None
+    if check is not None:
+        for renderable in render_before_after(check):
+            console.print(renderable)
+    if final.is_dir():
+        write_model_card(
+            final,
+            base_model=recipe.model.name_or_path,
+            method=recipe.shaping.method,
+            steps=steps,
+            recipe_yaml=recipe_to_yaml(recipe),
+            check=check,
+        )
+    if curves is not None:
         console.print(f"curves: {curves}")
-    return TrainResult(output_dir, trainer.state.global_step, metrics_path, curves)
+    return curves
 
 
 def grpo_config(recipe: Recipe) -> Any:
@@ -138,12 +173,16 @@ def build_trainer(recipe: Recipe, reward_funcs: list[Any] | None = None) -> Any:
 
     `reward_funcs` replaces the recipe's reward functions (Python callables in TRL's signature).
     """
+    from epx.quiet import quiet_libraries
+
+    quiet_libraries()  # before transformers' trainer modules are imported
     from transformers import PrinterCallback, ProgressCallback
 
     from epx.callbacks import (
         MetricsFileCallback,
         RecipeSnapshotCallback,
         RichProgressCallback,
+        SamplesFileCallback,
         StageCallback,
     )
     from epx.data import build_train_dataset
@@ -160,6 +199,7 @@ def build_trainer(recipe: Recipe, reward_funcs: list[Any] | None = None) -> Any:
     callbacks = [
         StageCallback.for_params(recipe.stage),
         MetricsFileCallback(Path(recipe.output_dir) / METRICS_FILE),
+        SamplesFileCallback(Path(recipe.output_dir) / SAMPLES_FILE, SAMPLES_PER_STEP),
         RecipeSnapshotCallback(recipe_to_yaml(recipe)),
         RichProgressCallback(),
     ]

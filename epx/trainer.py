@@ -16,7 +16,7 @@ from typing import Any
 import torch
 from trl import GRPOTrainer
 
-from epx.callbacks import StageCallback
+from epx.callbacks import SamplesFileCallback, StageCallback
 from epx.errors import RunError
 from epx.recipe import ShapingSection
 from epx.shaping import apply_shaping, ppl_weights, sequence_log_ppl
@@ -39,6 +39,11 @@ class EpxGRPOTrainer(GRPOTrainer):
         self.max_reward_failure_rate = max_reward_failure_rate
         self._loss_inputs: dict[str, Any] | None = None
         self._position_on = False
+        self._new_samples = False  # a generation batch not yet written to samples.jsonl
+        stops = {*self.eos_token_ids, self._tokenizer.pad_token_id} - {None}
+        for reward_func in self.reward_funcs:  # a completion without them was cut off
+            if hasattr(reward_func, "stop_token_ids"):
+                reward_func.stop_token_ids = {int(token) for token in stops}
 
     # ---- the seam -------------------------------------------------------------------------
     def _generate_and_score_completions(self, inputs: Any) -> dict[str, Any]:
@@ -47,6 +52,7 @@ class EpxGRPOTrainer(GRPOTrainer):
         self._show_phase("optimizing")
         if not self.model.training:
             return output
+        self._new_samples = True
         self._record_reward_counts()
         method = self.shaping.method
         self._position_on = self.position_active()
@@ -138,6 +144,9 @@ class EpxGRPOTrainer(GRPOTrainer):
         )
         return logps
 
+    def create_model_card(self, *args: Any, **kwargs: Any) -> None:
+        """None from TRL (it names no base model); `epx train` writes its own in final/."""
+
     def _show_phase(self, phase: str) -> None:
         for callback in self.callback_handler.callbacks:
             if hasattr(callback, "set_phase"):
@@ -157,10 +166,13 @@ class EpxGRPOTrainer(GRPOTrainer):
 
     def stage_callback(self) -> StageCallback:
         """The stage detector's callback (looked up each time: resume replaces the instance)."""
-        for callback in self.callback_handler.callbacks:
-            if isinstance(callback, StageCallback):
-                return callback
-        raise RunError("the stage detector callback is missing from the trainer")
+        callback = self._callback(StageCallback)
+        if callback is None:
+            raise RunError("the stage detector callback is missing from the trainer")
+        return callback
+
+    def _callback(self, kind: type) -> Any:
+        return next((c for c in self.callback_handler.callbacks if isinstance(c, kind)), None)
 
     # ---- metrics --------------------------------------------------------------------------
     def _record_reward_counts(self) -> None:
@@ -280,7 +292,17 @@ class EpxGRPOTrainer(GRPOTrainer):
             entropy = _nanmean(metrics.get("entropy", []))
             stage = self.stage_callback().update(reward, entropy)
             metrics["stage"].append(float(stage))
+            self._write_samples()
         super().log(logs, start_time)
+
+    def _write_samples(self) -> None:
+        """The newest generation batch's sample to samples.jsonl (main process, once each)."""
+        samples = self._callback(SamplesFileCallback)
+        if samples is None or not self._new_samples or not self.accelerator.is_main_process:
+            return
+        self._new_samples = False
+        weights = self.reward_weights.tolist()
+        samples.record(self.state.global_step, self._logs, weights)
 
 
 def _nanmean(values: list[float]) -> float:

@@ -6,7 +6,14 @@ import json
 
 import pytest
 
-from epx.data import arithmetic_problems, build_train_dataset, format_prompt, read_jsonl
+from epx.data import (
+    arithmetic_held_out,
+    arithmetic_problems,
+    build_train_dataset,
+    format_prompt,
+    is_held_out,
+    read_jsonl,
+)
 from epx.errors import DataError
 from epx.recipe import ArithmeticTask, DataSection
 from epx.tiny import build_tiny_tokenizer
@@ -62,3 +69,35 @@ def test_data_errors_name_file_line_and_fields(tmp_path):
         build_train_dataset(DataSection(source=str(good)), NoChatTemplate())
     with pytest.raises(DataError, match="unknown built-in task 'builtin:nope'"):
         build_train_dataset(DataSection(source="builtin:nope"), NoChatTemplate())
+
+
+def operands(row: dict) -> tuple[int, ...]:
+    return tuple(int(n) for n in row["problem"].removeprefix("What is ").rstrip("?").split(" + "))
+
+
+@pytest.mark.parametrize(
+    "task",
+    [ArithmeticTask(), ArithmeticTask(digits=[1]), ArithmeticTask(max_value=25, held_out=0.2)],
+    ids=["default", "one digit", "demo"],
+)
+def test_held_out_sums_never_occur_in_training_in_either_order(task: ArithmeticTask):
+    held_out = arithmetic_held_out(task)
+    held = {tuple(sorted(operands(row))) for row in held_out}
+    for seed in (0, 1, 2):
+        trained = {tuple(sorted(operands(row))) for row in arithmetic_problems(task, seed)}
+        assert not held & trained
+    assert len({operands(row) for row in held_out}) == len(held_out)  # distinct problems
+    assert held_out == arithmetic_held_out(task)  # whatever the run's seed
+
+
+def test_the_demo_task_holds_out_at_least_100_problems_of_its_range():
+    rows = arithmetic_held_out(ArithmeticTask(max_value=25))
+    assert len(rows) >= 100
+    assert all(0 <= n <= 25 for row in rows for n in operands(row))
+
+
+def test_held_out_is_decided_by_the_sorted_operands():
+    for numbers in ([3, 33], [17, 4], [0, 25]):
+        assert is_held_out(numbers, 0.5) == is_held_out(numbers[::-1], 0.5)
+    share = sum(is_held_out([a, b], 0.2) for a in range(60) for b in range(a, 60)) / 1830
+    assert 0.15 < share < 0.25  # 1,830 unordered pairs, about a fifth held out

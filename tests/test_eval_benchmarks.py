@@ -16,6 +16,7 @@ from epx.eval.benchmarks import (
     register,
     resolve_data_dir,
 )
+from epx.recipe import ArithmeticTask
 
 DATA_DIR = Path(
     os.environ.get("EPX_DATA_DIR") or Path(__file__).resolve().parents[2] / "shared" / "benchmarks"
@@ -67,7 +68,7 @@ def test_unknown_benchmark_lists_known_and_nearest():
 def test_nearest_name_for_a_typo():
     with pytest.raises(DataError, match=r"did you mean math500\?$"):
         load_benchmark("math-500", DATA_DIR)
-    with pytest.raises(DataError, match=r"olympiadbench$"):  # nothing close: no suggestion
+    with pytest.raises(DataError, match=r"olympiadbench, arithmetic$"):  # nothing close: no hint
         load_benchmark("gsm8k", DATA_DIR)
 
 
@@ -146,3 +147,16 @@ def test_bench_list_parsing():
 def test_registering_a_name_twice_fails():
     with pytest.raises(ValueError, match="twice"):
         register(Benchmark("aime24", "x/y", "test", "problem", "answer"))
+
+
+def test_arithmetic_is_the_builtin_task_held_out_split():
+    bench = load_benchmark("arithmetic")
+    assert bench.source == "builtin:arithmetic" and len(bench.problems) == 200  # default task
+    first = bench.problems[0]
+    numbers = [int(n) for n in first.problem.removeprefix("What is ").rstrip("?").split(" + ")]
+    assert first.answer == str(sum(numbers))
+    assert load_benchmark("arithmetic").fingerprint == bench.fingerprint  # the same every time
+    small = load_benchmark("arithmetic", task=ArithmeticTask(digits=[1]))
+    assert 0 < len(small.problems) < 100 and small.fingerprint != bench.fingerprint
+    with pytest.raises(DataError, match="did you mean arithmetic"):
+        load_benchmark("arithmetc")

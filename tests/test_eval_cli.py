@@ -205,3 +205,30 @@ def test_wandb_offline_run_gets_the_table(tmp_path):
     columns, rows = table_rows(summary, 3)
     assert table == {"columns": columns, "data": rows}
     assert table["data"][0][0] == "aime24"
+
+
+def test_arithmetic_bench_reports_the_truncated_share_and_strictness_is_a_setting(tmp_path):
+    out = tmp_path / "out"
+    args = ["eval", "--bench", "arithmetic", "--model", MODEL, "--output-dir", str(out)]
+    args += ["--wandb-mode", "disabled", "--limit", "3", "--n", "2", "--max-tokens", "6"]
+    result = invoke(args)
+    assert result.exit_code == 0, result.output
+    summary = json.loads((out / "summary.json").read_text())
+    records = read_jsonl(out / "arithmetic.jsonl")
+    assert summary["settings"]["scoring"] == {"strictness": "final"}
+    assert len(records) == 6 and records[0]["problem"].startswith("What is ")
+    cut = sum(not r["finished"] for r in records) / 6  # a random model rarely stops in 6 tokens
+    assert summary["benches"]["arithmetic"]["truncated"] == pytest.approx(cut)
+    assert summary["metrics"]["eval/arithmetic/truncated"] == pytest.approx(cut)
+    assert "truncated %" in result.stdout
+    other = invoke([*args, "--strictness", "boxed"])  # another scorer: the dir's samples differ
+    assert other.exit_code == 1 and "scoring.strictness: 'final' there, 'boxed' now" in other.stderr
+    assert invoke([*args[:-2], "--strictness", "loose"]).exit_code == 2
+
+
+def test_strictness_changes_the_default_output_dir():
+    from epx.eval.evaluate import default_output_dir
+
+    settings = {"model": {"name_or_path": "m"}, "scoring": {"strictness": "final"}}
+    boxed = {**settings, "scoring": {"strictness": "boxed"}}
+    assert default_output_dir("m", settings) != default_output_dir("m", boxed)

@@ -125,9 +125,11 @@ def test_bench_metrics_by_hand():
             (False, False, False, False),
             ("wrong", "wrong", "timeout", "wrong"),
             (1, 1, 1, 1),
+            (True, False, False, True),  # two cut off by the token limit (scored all the same)
         ),
     ]
     metrics = bench_metrics(problems, n=4)
+    assert metrics["truncated"] == pytest.approx(2 / 8)  # the first problem: all ended
     assert metrics["acc"] == pytest.approx((0.5 + 0.0) / 2)
     assert metrics["maj"] == pytest.approx((1 + 0) / 2)
     assert metrics["pass@1"] == pytest.approx(metrics["acc"])  # pass@1 is mean correctness

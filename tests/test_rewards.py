@@ -19,7 +19,8 @@ from epx.rewards import (
     overlong_penalty,
     score_answer,
 )
-from epx.scoring.normalize import clean_answer, last_box
+from epx.scoring.extract import last_box
+from epx.scoring.normalize import clean_answer
 
 # ---- extraction: the last box -------------------------------------------------------------
 
@@ -27,16 +28,18 @@ from epx.scoring.normalize import clean_answer, last_box
 @pytest.mark.parametrize(
     ("completion", "gold", "expected"),
     [
-        ("\\boxed{3}, \\boxed{5}", "5", 1.0),  # math-verify alone merges these into {3, 5}
+        # a final run of boxes is one answer of several parts: right for a two-part gold only
+        ("\\boxed{3}, \\boxed{5}", "5", 0.0),
         ("\\boxed{3}, \\boxed{5}", "3", 0.0),
-        ("\\boxed{3} and \\boxed{5}", "3, 5", 0.0),
+        ("\\boxed{3} and \\boxed{5}", "3, 5", 1.0),
+        ("\\boxed{3}, then adding 2 gives \\boxed{5}", "5", 1.0),  # text between: the last box
         ("First \\boxed{12} is a guess; checking again gives 13, so \\boxed{13}.", "13", 1.0),
         ("First \\boxed{12} is a guess; checking again gives 13, so \\boxed{13}.", "12", 0.0),
         ("The answer is \\fbox{7}.", "7", 1.0),
         ("So \\boxed{\\frac{1}{2}}.", "0.5", 1.0),  # nested braces
         ("So \\boxed{\\left\\{1, 2\\right\\}}.", "1,2", 1.0),  # escaped braces inside
         ("$\\boxed{x = \\boxed{4}}$", "4", 1.0),
-        ("We get 23 + 48 = 71.", "71", 1.0),  # no box: math-verify's lenient fallback
+        ("We get 23 + 48 = 71.", "71", 1.0),  # no box: a closing "= X" is a final statement
     ],
 )
 def test_the_answer_is_the_last_box(completion: str, gold: str, expected: float):
@@ -169,9 +172,12 @@ def test_correctness_pays_for_the_right_answer_and_counts_outcomes():
         "reward/correctness/failures": 0.0,
         "reward/correctness/timeouts": 0.0,
         "reward/correctness/unparsed": 2.0,
+        "reward/correctness/truncated": 0.0,
     }
     counts = fn.pop_counts()
-    assert counts == {"total": 4, "correct": 1, "failures": 0, "timeouts": 0, "unparsed": 2}
+    assert counts == {
+        "total": 4, "correct": 1, "failures": 0, "timeouts": 0, "unparsed": 2, "truncated": 0
+    }
     assert fn.pop_counts()["total"] == 0  # popped
     assert fn.totals["total"] == 4  # cumulative
 
@@ -255,7 +261,22 @@ def test_overlong_reward_reads_completion_ids_and_takes_its_limit_from_the_train
         "failures": 0,
         "timeouts": 0,
         "unparsed": 0,
+        "truncated": 0,
         "penalized": 2,
     }
     with pytest.raises(RecipeError):
         fn.max_length = 5  # buffer 5 must stay below it
+
+
+def test_quiet_libraries_hides_library_warnings_but_not_the_users():
+    import warnings
+
+    from epx.quiet import quiet_libraries
+
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        quiet_libraries()
+        warnings.warn_explicit("deprecated inside", FutureWarning, "training_args.py", 1,
+                               module="transformers.training_args")  # fmt: skip
+        warnings.warn("the user's own warning", FutureWarning, stacklevel=1)
+    assert [str(w.message) for w in caught] == ["the user's own warning"]

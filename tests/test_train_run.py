@@ -50,7 +50,8 @@ def test_run_writes_metrics_every_step(first_run):
     for record in steps:
         assert set(record) >= STEP_KEYS, STEP_KEYS - set(record)
         assert 0.0 <= record["accuracy"] <= 1.0 and record["stage"] in (0.0, 1.0)
-        assert 0.8 <= record["shaping/ppl/weight_min"] <= record["shaping/ppl/weight_max"] <= 1.2
+        low, high = record["shaping/ppl/weight_min"], record["shaping/ppl/weight_max"]
+        assert 0.8 - 1e-6 <= low <= high <= 1.2 + 1e-6  # the clamp, in float32
 
 
 def test_run_evaluates_in_training_into_metrics(first_run):
@@ -75,6 +76,29 @@ def test_run_saves_checkpoints_with_the_resolved_recipe(first_run):
             == step
         )
     assert (first_run / "curves.png").stat().st_size > 10_000
+
+
+def test_run_keeps_a_bounded_sample_of_training_completions(first_run):
+    rows = [json.loads(line) for line in (first_run / "samples.jsonl").read_text().splitlines()]
+    assert sorted({row["step"] for row in rows}) == [1, 2, 3, 4]
+    for step in (1, 2, 3, 4):
+        assert len([row for row in rows if row["step"] == step]) == 8  # the whole batch of 8
+    for row in rows:
+        assert set(row) == {"step", "prompt", "completion", "answer", "status", "reward", "advantage"}
+        assert row["prompt"].endswith("assistant\n") and "What is" in row["prompt"]
+        assert row["status"] in ("correct", "wrong", "unparsed", "timeout", "truncated")
+        # the recipe's rewards: correctness (1/0, nothing when cut off) + overlong (<= 0)
+        assert -1.0 <= row["reward"] <= 1.0
+        if row["status"] == "truncated":
+            assert row["reward"] <= 0.0
+
+
+def test_run_writes_its_own_model_card_with_the_held_out_check(first_run):
+    card = (first_run / "final" / "README.md").read_text()
+    assert "[None]" not in card and "fine-tuned version" not in card
+    assert "base model: `tiny-random`" in card and "`both`" in card
+    assert "| accuracy |" in card and "before (step 0)" in card and "after (step 4)" in card
+    assert not (first_run / "README.md").exists()  # TRL's card is not written either
 
 
 def test_run_logs_wandb_offline_and_writes_no_secret(first_run):
@@ -130,6 +154,22 @@ def test_reward_failures_abort_the_run_with_a_clear_message(tmp_path):
         RunError, match=r"failed on 8 of 8 scorings at step 1, above reward.max_failure_rate=0.5"
     ):
         trainer.train()
+
+
+def test_cli_console_shows_epx_lines_and_no_library_chatter(tmp_path):
+    """A real `epx train` process: its own lines (with the clipped ratio), no weight-loading or
+    shard-writing bars, no FutureWarning from the libraries' internals."""
+    import subprocess
+    import sys
+
+    args = [sys.executable, "-m", "epx.cli", "train", str(TINY), "--set", f"output_dir={tmp_path}"]
+    args += ["--set", "logging.mode=disabled", "--set", "grpo.max_steps=2"]
+    result = subprocess.run(args, cwd=REPO, capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr[-2000:]
+    output = result.stdout + result.stderr
+    assert "step    2" in output and "clipped" in output
+    for chatter in ("FutureWarning", "Writing model shards", "Loading weights", "it/s]", "mtime"):
+        assert chatter not in output, chatter
 
 
 @pytest.mark.slow

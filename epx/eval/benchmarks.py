@@ -3,6 +3,9 @@
 Local data: `<data_dir>/<name>.jsonl`, one problem a line with `problem` and `answer` (and an
 optional `id`). The data dir comes from `--data-dir` or `EPX_DATA_DIR`; with neither, the public
 hub dataset is loaded through `datasets.load_dataset` (needs network or a warm HF cache).
+`arithmetic` is built in: the held-out split of the built-in training task (`epx.data`), sums
+that never occur in training, for the task settings given (a recipe's `data.task`) or the
+defaults.
 """
 
 from __future__ import annotations
@@ -94,13 +97,17 @@ for _row in _HUB_TABLE:
     register(Benchmark(*_row))
 
 
+BUILTIN = {"arithmetic"}  # generated, not read: the held-out split of builtin:arithmetic
+
+
 def known_names() -> str:
-    return ", ".join(REGISTRY)
+    return ", ".join([*REGISTRY, *sorted(BUILTIN)])
 
 
 def nearest_names(name: str, cutoff: float = 0.6) -> list[str]:
     """The registered names most similar to `name` (all of them on a tie), in registry order."""
-    ratios = {known: difflib.SequenceMatcher(None, name, known).ratio() for known in REGISTRY}
+    known_list = [*REGISTRY, *sorted(BUILTIN)]
+    ratios = {known: difflib.SequenceMatcher(None, name, known).ratio() for known in known_list}
     best = max(ratios.values(), default=0.0)
     return [known for known, ratio in ratios.items() if ratio >= max(best, cutoff)]
 
@@ -135,12 +142,16 @@ def load_benchmark(
     spec: str,
     data_dir: str | os.PathLike[str] | None = None,
     loader: Callable[..., Any] | None = None,
+    task: Any = None,
 ) -> LoadedBenchmark:
     """Load a registered benchmark by name, or any JSONL file by path.
 
     `loader` replaces `datasets.load_dataset` for the hub path (tests); it is called with the
-    hub id, the config and `split=`.
+    hub id, the config and `split=`. `task`: the `ArithmeticTask` whose held-out split
+    `arithmetic` is (default: the task's defaults).
     """
+    if spec in BUILTIN:
+        return arithmetic_benchmark(task)
     if _looks_like_path(spec) and spec not in REGISTRY:
         path = Path(spec)
         if not path.is_file():
@@ -162,6 +173,18 @@ def load_benchmark(
             )
         return LoadedBenchmark(spec, str(path), tuple(read_jsonl_problems(path, spec)))
     return LoadedBenchmark(spec, f"hub:{benchmark.hub_id}", tuple(_load_hub(benchmark, loader)))
+
+
+def arithmetic_benchmark(task: Any = None) -> LoadedBenchmark:
+    """The held-out sums of the built-in arithmetic task (`epx.data.arithmetic_held_out`)."""
+    from epx.data import arithmetic_held_out
+    from epx.recipe import ArithmeticTask
+
+    rows = arithmetic_held_out(task or ArithmeticTask())
+    if not rows:
+        raise DataError("benchmark arithmetic: the task's held-out split holds no problems")
+    problems = tuple(Problem(row["id"], row["problem"], row["answer"]) for row in rows)
+    return LoadedBenchmark("arithmetic", "builtin:arithmetic", problems)
 
 
 def read_jsonl_problems(path: Path, name: str) -> list[Problem]:

@@ -1,6 +1,7 @@
 """Evaluation during training: a TrainerCallback that runs the eval core on the trainer's model.
 
-It evaluates before training (step 0) and every `every_n_steps` global steps, with the same core,
+It evaluates before training (step 0), every `every_n_steps` global steps and after the last
+step (unless that step was just evaluated), with the same core,
 scorer and prompt as `epx eval`, and hands `eval/<bench>/acc`, `eval/<bench>/maj`,
 `eval/<bench>/pass@1`, `eval/<bench>/pass@<n>`, ... to `log_fn(metrics, step)`; wire it to the
 trainer's own logging (e.g. `lambda metrics, step: trainer.log(metrics)`) so the values reach W&B
@@ -36,6 +37,7 @@ def evaluate_model(
     limit: int | None = None,
     output_dir: Path | None = None,
     workers: int | None = None,
+    strictness: str = "final",
 ) -> dict[str, float]:
     """Evaluate an in-memory model (HF backend, no resume); the flat `eval/...` metrics."""
     generator = HFGenerator(model, tokenizer, sampling)
@@ -50,6 +52,7 @@ def evaluate_model(
         output_dir=output_dir,
         resume=False,
         workers=workers,
+        strictness=strictness,
     )
     return flat_metrics({name: r.metrics for name, r in results.items()}, sampling.n)
 
@@ -63,6 +66,7 @@ class EvalCallback(TrainerCallback):
         *,
         every_n_steps: int = 10,
         before_training: bool = True,
+        after_training: bool = True,
         n: int = 1,
         limit: int | None = None,
         data_dir: str | None = None,
@@ -76,16 +80,24 @@ class EvalCallback(TrainerCallback):
         workers: int | None = None,
         log_fn: LogFn | None = None,
         tokenizer: Any = None,
+        task: Any = None,
+        strictness: str = "final",
     ) -> None:
         """`prompt_fn(problem, tokenizer)` builds the prompt (default: `epx.data.format_prompt`,
         pass the recipe's template); `output_dir` keeps each evaluation's samples in
-        `<output_dir>/step-<N>/`; `tokenizer` defaults to the trainer's processing class.
-        Benchmarks are loaded here, so a bad name fails before training starts."""
+        `<output_dir>/step-<N>/`; `tokenizer` defaults to the trainer's processing class;
+        `task` is the built-in task whose held-out split `arithmetic` is; `strictness` the
+        scorer's (`epx.rewards`). Benchmarks are loaded here, so a bad name fails before
+        training starts."""
         if every_n_steps < 1:
             raise ValueError(f"every_n_steps must be >= 1, got {every_n_steps}")
-        self.benches = [load_benchmark(name, data_dir) for name in parse_bench_list(benches)]
+        self.benches = [
+            load_benchmark(name, data_dir, task=task) for name in parse_bench_list(benches)
+        ]
         self.every_n_steps = every_n_steps
         self.before_training = before_training
+        self.after_training = after_training
+        self.strictness = strictness
         self.limit = limit
         self.sampling = SamplingSettings(
             n=n,
@@ -115,6 +127,9 @@ class EvalCallback(TrainerCallback):
         from epx.data import format_prompt
 
         data = recipe.data
+        from epx.data import BUILTIN_PREFIX
+
+        builtin_task = data.task if data.source == BUILTIN_PREFIX + "arithmetic" else None
         prompt_fn = partial(
             _format_with,
             format_prompt=format_prompt,
@@ -127,6 +142,9 @@ class EvalCallback(TrainerCallback):
         kwargs: dict[str, Any] = {
             "every_n_steps": section.every_n_steps,
             "before_training": section.before_training,
+            "after_training": section.after_training,
+            "task": builtin_task,
+            "strictness": recipe.reward.strictness,
             "n": section.n,
             "limit": section.limit,
             "data_dir": section.data_dir,
@@ -160,6 +178,7 @@ class EvalCallback(TrainerCallback):
             limit=self.limit,
             output_dir=self.output_dir / f"step-{step}" if self.output_dir else None,
             workers=self.workers,
+            strictness=self.strictness,
         )
         self.history.append((step, metrics))
         self._last_step = step
@@ -182,6 +201,8 @@ class EvalCallback(TrainerCallback):
     def on_step_end(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
         if state.global_step > 0 and state.global_step % self.every_n_steps == 0:
             self._run(state, kwargs)
+        elif self.after_training and state.global_step == state.max_steps:
+            self._run(state, kwargs)  # logged with this last step's metrics
 
 
 def _format_with(problem: str, tokenizer: Any, *, format_prompt: Callable[..., str], **kw: Any):

@@ -9,8 +9,9 @@ from typing import Annotated
 import typer
 
 BENCH_HELP = (
-    "Comma-separated benchmarks (aime24, aime25, amc, amc23, math500, minerva, olympiadbench) "
-    "or paths to JSONL files with problem/answer fields."
+    "Comma-separated benchmarks (aime24, aime25, amc, amc23, math500, minerva, olympiadbench, "
+    "arithmetic: the built-in task's held-out sums) or paths to JSONL files with "
+    "problem/answer fields."
 )
 
 
@@ -71,6 +72,13 @@ def eval_command(
     workers: Annotated[
         int | None, typer.Option(min=1, help="Scorer processes (default: the scorer's choice).")
     ] = None,
+    strictness: Annotated[
+        str,
+        typer.Option(
+            help="Which answer is scored: final (the last \\boxed{} or an explicit final "
+            "statement after it) or boxed (boxes only). Part of the settings."
+        ),
+    ] = "final",
     wandb_mode: Annotated[
         str | None,
         typer.Option(
@@ -106,5 +114,6 @@ def eval_command(
             workers=workers,
             wandb_mode=wandb_mode,
             resume=resume,
+            strictness=strictness,
         )
     )

@@ -36,6 +36,7 @@ class EvalOptions:
     workers: int | None = None  # scorer processes (epx.rewards.score_many)
     wandb_mode: str | None = None  # default: $WANDB_MODE, else offline
     resume: bool = True  # False: discard earlier samples of these benchmarks
+    strictness: str = "final"  # the scorer's: final (box or final statement) or boxed
 
 
 @dataclass
@@ -51,7 +52,9 @@ def run_eval(options: EvalOptions, console: Any = None) -> EvalResult:
     from rich.console import Console
 
     from epx.eval.benchmarks import load_benchmark, parse_bench_list
+    from epx.quiet import quiet_libraries
 
+    quiet_libraries()
     console = console or Console(stderr=True)
     if options.backend not in BACKENDS:
         raise EpxError(f"--backend must be one of {', '.join(BACKENDS)}, got {options.backend!r}")
@@ -60,17 +63,27 @@ def run_eval(options: EvalOptions, console: Any = None) -> EvalResult:
         raise EpxError(f"W&B mode must be one of {', '.join(WANDB_MODES)}, got {wandb_mode!r}")
     if options.limit is not None and options.limit < 1:
         raise EpxError(f"--limit must be >= 1, got {options.limit}")
-    processes = Processes()
-    benches = [load_benchmark(name, options.data_dir) for name in parse_bench_list(options.benches)]
+    from epx.rewards import STRICTNESS
 
+    if options.strictness not in STRICTNESS:
+        raise EpxError(
+            f"--strictness must be one of {', '.join(STRICTNESS)}, got {options.strictness!r}"
+        )
+    processes = Processes()
     from epx.models import resolve_reference
 
     model_cfg, trained_data = resolve_reference(options.model)
+    task = trained_data.task if trained_data is not None else None  # for `arithmetic`
+    benches = [
+        load_benchmark(name, options.data_dir, task=task)
+        for name in parse_bench_list(options.benches)
+    ]
     backend = _choose_backend(options.backend, processes)
     settings: dict[str, Any] = {
         "model": _model_identity(model_cfg),
         "backend": backend,
         "sampling": options.sampling.to_dict(),
+        "scoring": {"strictness": options.strictness},
     }
     output_dir = (
         Path(options.output_dir)
@@ -118,6 +131,7 @@ def run_eval(options: EvalOptions, console: Any = None) -> EvalResult:
             workers=options.workers,
             progress=progress,
             processes=processes,
+            strictness=options.strictness,
         )
     return _report(results, settings, output_dir, options, wandb_mode, processes, console)
 

@@ -12,7 +12,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-RATES = ("acc", "maj", "pass@1", "pass@{n}", "unparsed", "tokens_mean")
+RATES = ("acc", "maj", "pass@1", "pass@{n}", "unparsed", "truncated", "tokens_mean")
 COUNTS = ("problems", "samples", "timeouts")
 AVERAGE = "avg"
 
@@ -70,12 +70,12 @@ def table_rows(summary: Mapping[str, Any], n: int) -> tuple[list[str], list[list
     """Columns and rows (one per benchmark, then the average): shared by the terminal and W&B."""
     passes = sorted({1, n})  # n = 1: one Pass@1 column
     columns = ["bench", "problems", "samples", f"Acc@{n}", f"Maj@{n}"]
-    columns += [f"Pass@{k}" for k in passes] + ["unparsed %", "timeouts"]
+    columns += [f"Pass@{k}" for k in passes] + ["unparsed %", "truncated %", "timeouts"]
     rows = []
     entries = list(summary["benches"].items())
     if len(entries) > 1:
         entries.append((AVERAGE, summary["average"]))
-    percent = ["acc", "maj", *(f"pass@{k}" for k in passes), "unparsed"]
+    percent = ["acc", "maj", *(f"pass@{k}" for k in passes), "unparsed", "truncated"]
     for name, m in entries:
         counts = [int(m["problems"]), int(m["samples"])]
         rows.append(

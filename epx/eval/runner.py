@@ -153,6 +153,7 @@ def evaluate_benchmarks(
     workers: int | None = None,
     progress: Any = None,
     processes: Processes | None = None,
+    strictness: str = "final",
 ) -> dict[str, BenchResult]:
     """Evaluate each benchmark in turn; see the module docstring. `progress` is a rich Progress."""
     processes = processes or Processes()
@@ -170,6 +171,7 @@ def evaluate_benchmarks(
             workers=workers,
             progress=progress,
             processes=processes,
+            strictness=strictness,
         )
     return results
 
@@ -186,6 +188,7 @@ def evaluate_benchmark(
     workers: int | None,
     progress: Any,
     processes: Processes,
+    strictness: str = "final",
 ) -> BenchResult:
     problems = bench.problems[:limit] if limit else bench.problems
     n = sampling.n
@@ -209,7 +212,9 @@ def evaluate_benchmark(
             mine = []
             if index < len(todo):
                 span = todo[index]
-                mine = _run_chunk(generator, bench.name, problems, prompts, span, sampling, workers)
+                mine = _run_chunk(
+                    generator, bench.name, problems, prompts, span, sampling, workers, strictness
+                )
             gathered = processes.gather(mine)
             append(gathered)
             new_records.extend(gathered)
@@ -233,6 +238,7 @@ def _run_chunk(
     span: tuple[int, int],
     sampling: SamplingSettings,
     workers: int | None,
+    strictness: str,
 ) -> list[dict[str, Any]]:
     """Generate and score one chunk; its records in item order."""
     from epx.rewards import score_many
@@ -248,6 +254,7 @@ def _run_chunk(
     scores = score_many(
         [(c.text, problems[p].answer) for c, (p, _) in zip(completions, items, strict=True)],
         workers=workers,
+        strictness=strictness,  # type: ignore[arg-type]
     )
     return [
         {
@@ -262,6 +269,7 @@ def _run_chunk(
             "tokens": completion.tokens,
             "finished": completion.finished,
             "gold": problems[p].answer,
+            "problem": problems[p].problem,
             "batch": [start, stop],
         }
         for (p, s), completion, score in zip(items, completions, scores, strict=True)
@@ -305,6 +313,7 @@ def summarize_records(
                 correct=tuple(bool(r["correct"]) for r in rows),
                 statuses=tuple(str(r["status"]) for r in rows),
                 tokens=tuple(int(r["tokens"]) for r in rows),
+                finished=tuple(bool(r.get("finished", True)) for r in rows),
             )
         )
     return bench_metrics(samples, n)

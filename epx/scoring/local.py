@@ -4,11 +4,13 @@ math-verify times out with ``signal.alarm``, which works only in a main thread: 
 refuses to run anywhere else. `epx.rewards.score_answer` calls it on the main thread and the
 pool's worker processes call it in theirs; everything else goes through the pool.
 
-The answer is the last box's content (cut here, so earlier boxes never merge into it), cleaned
-by `normalize.clean_answer` and parsed as ``\\boxed{answer}``, once with math-verify's unit
-stripping and once without (``6m`` is 6 metres or 6 times m: either reading may match). With no
-box, math-verify's lenient parse of the completion's tail is the answer (``boxed=False``). The
-gold is parsed without unit stripping (``6m`` stays 6m), as each of `normalize.gold_candidates`.
+The answer is the completion's final answer (`extract.final_answer`: the last box or an explicit
+final statement after it; never an expression found elsewhere), cleaned by
+`normalize.clean_answer` and parsed as ``\\boxed{answer}``, once with math-verify's unit stripping
+and once without (``6m`` is 6 metres or 6 times m: either reading may match). Its form is judged
+before its value (`forms`): a hedge, a list for a one-part gold, or an expression for a gold
+written as a number is wrong whatever its value. The gold is parsed once, without unit stripping
+(``6m`` stays 6m), as each of `normalize.gold_candidates`.
 """
 
 from __future__ import annotations
@@ -25,14 +27,15 @@ from math_verify.errors import TimeoutException
 from math_verify.parser import LatexExtractionConfig
 from math_verify.utils import timeout as signal_timeout
 
+from epx.scoring import forms
+from epx.scoring.extract import DEFAULT_STRICTNESS, FinalAnswer, Strictness, final_answer
 from epx.scoring.keys import canonical_key
-from epx.scoring.normalize import clean_answer, gold_candidates, last_box
+from epx.scoring.normalize import clean_answer, gold_candidates
 from epx.scoring.score import Score
 
-UNBOXED_TAIL_CHARS = 4_000  # an unboxed final answer is looked for in the completion's end
 DEFAULT_DECIMALS = 6  # math-verify's float_rounding
 _CACHE_SIZE = 4_096  # parses kept per cache; a full cache is emptied
-_gold_cache: dict[str, tuple[object, ...]] = {}
+_gold_cache: dict[str, _Gold] = {}
 _answer_cache: dict[tuple[str, bool], tuple[object, ...]] = {}
 
 
@@ -61,11 +64,9 @@ class Deadline:
         return max(1, round(left))
 
 
-def _parse(text: str, deadline: Deadline, config: LatexExtractionConfig | None) -> list[object]:
-    """math-verify's parse; [] on an error, TimeoutException passes through."""
+def _parse(text: str, deadline: Deadline, config: LatexExtractionConfig) -> list[object]:
+    """math-verify's parse of ``\\boxed{text}``; [] on an error, TimeoutException passes through."""
     try:
-        if config is None:  # the lenient default: LaTeX and plain expressions, any match
-            return parse(text, parsing_timeout=deadline.seconds(), raise_on_error=True)
         return parse(
             "\\boxed{" + text + "}",
             extraction_config=[config],
@@ -92,19 +93,6 @@ def _parse_boxed(cleaned: str, deadline: Deadline, units: bool) -> list[object]:
 def _reads_differently_without_units(cleaned: str) -> bool:
     with_units = normalize_latex(cleaned, _WITH_UNITS.normalization_config)
     return with_units != normalize_latex(cleaned, _NO_UNITS.normalization_config)
-
-
-def _gold_parses(gold: str, deadline: Deadline) -> tuple[object, ...]:
-    """Parses of every form of the gold (cached: golds repeat across samples)."""
-    cached = _gold_cache.get(gold)
-    if cached is None:
-        found: list[object] = []
-        for latex in gold_candidates(gold):
-            found += _parse(latex, deadline, _NO_UNITS)
-        if len(_gold_cache) >= _CACHE_SIZE:
-            _gold_cache.clear()
-        cached = _gold_cache[gold] = tuple(found)
-    return cached
 
 
 def _float_rounding(gold: object) -> int:
@@ -156,71 +144,107 @@ def _key(answers: list[object], deadline: Deadline) -> str | None:
 
 @dataclass
 class _Answer:
-    """A completion's final answer: its text, whether boxed, its parses so far, and the cleaned
-    text still to parse without unit stripping (None when that reads the same)."""
+    """A completion's final answer: its parses so far, and the cleaned text still to parse
+    without unit stripping (None when that reads the same)."""
 
-    text: str | None
-    boxed: bool = False
+    final: FinalAnswer
     parses: list[object] = field(default_factory=list)
     unitless: str | None = None
 
 
-def _locate(completion: str) -> tuple[str | None, bool]:
-    """(text of the last box, True); (None, True) for an empty or unclosed one; (None, False)."""
-    content, has_box = last_box(completion)
-    text = content.strip() if content else ""
-    return (text or None), has_box
+@dataclass(frozen=True)
+class _Gold:
+    """A gold answer, read once: its parses, how many parts it has, whether it is written as a
+    number (then only a number answers it) and whether it is itself a choice ("A or B")."""
+
+    parses: tuple[object, ...]
+    parts: int
+    numeric: bool
+    hedge: bool
 
 
-def _extract(completion: str, boxed_text: str | None, has_box: bool, deadline: Deadline) -> _Answer:
-    """Parse the final answer: the boxed text, else math-verify's find in the completion's end."""
-    if has_box:  # an empty or unclosed last box is no answer (no fallback to unboxed text)
-        if boxed_text is None:
-            return _Answer(None)
-        cleaned = clean_answer(boxed_text)
-        unitless = cleaned if _reads_differently_without_units(cleaned) else None
-        return _Answer(boxed_text, True, _parse_boxed(cleaned, deadline, units=True), unitless)
-    tail = completion[-UNBOXED_TAIL_CHARS:]
-    if not tail.strip():
-        return _Answer(None)
-    found = _parse(tail, deadline, None)
-    text = next((f for f in found if isinstance(f, str)), None)
-    if text is None and found:
-        text = str(found[0])
-    return _Answer(text, False, found)
+def _gold(gold: str, deadline: Deadline) -> _Gold:
+    """The gold read once (cached: golds repeat across samples): every form's parses."""
+    cached = _gold_cache.get(gold)
+    if cached is None:
+        found: list[object] = []
+        for latex in gold_candidates(gold):
+            found += _parse(latex, deadline, _NO_UNITS)
+        cleaned = clean_answer(gold)
+        cached = _Gold(
+            tuple(found),
+            forms.part_count(cleaned),
+            forms.is_numeric(cleaned, letter_units=False),
+            forms.is_hedge(cleaned),
+        )
+        if len(_gold_cache) >= _CACHE_SIZE:
+            _gold_cache.clear()
+        _gold_cache[gold] = cached
+    return cached
 
 
-def _is_correct(answer: _Answer, gold: str, deadline: Deadline) -> bool:
+def _parse_answer(final: FinalAnswer, deadline: Deadline) -> _Answer:
+    """Parse the final answer's cleaned text (with unit stripping first)."""
+    cleaned = clean_answer(final.text or "")
+    unitless = cleaned if _reads_differently_without_units(cleaned) else None
+    return _Answer(final, _parse_boxed(cleaned, deadline, units=True), unitless)
+
+
+def _form_verdict(final: FinalAnswer, gold: _Gold) -> str | None:
+    """ "wrong" when the answer's form already rules it out (a hedge, a list for one answer, an
+    expression for a number); None when its value decides."""
+    text = clean_answer(final.text or "")
+    if gold.parts == 1 and not gold.hedge and (final.hedged or forms.is_hedge(text)):
+        return "wrong"
+    if gold.parts == 1 and (len(final.parts) > 1 or forms.part_count(text) > 1):
+        return "wrong"
+    if gold.numeric:
+        value = text.rsplit("=", 1)[-1] if "=" in text else text
+        if not forms.is_numeric(value):
+            return "wrong"
+    return None
+
+
+def _is_correct(answer: _Answer, gold: _Gold, deadline: Deadline) -> bool:
     """Whether the answer matches the gold; parses it without unit stripping only if needed."""
-    golds = _gold_parses(gold, deadline)
-    if _matches(golds, answer.parses, deadline):
+    if _matches(gold.parses, answer.parses, deadline):
         return True
     if answer.unitless is None:
         return False
     more = _parse_boxed(answer.unitless, deadline, units=False)
     answer.parses += more
-    return _matches(golds, more, deadline)
+    return _matches(gold.parses, more, deadline)
 
 
-def score_local(completion: str, gold: str, timeout: float = 10.0) -> Score:
+def score_local(
+    completion: str, gold: str, timeout: float = 10.0, strictness: Strictness = DEFAULT_STRICTNESS
+) -> Score:
     """Score in this process; never raises on input. Main thread only (math-verify's alarms)."""
     if threading.current_thread() is not threading.main_thread():
         raise RuntimeError("score_local needs the main thread (math-verify uses signal.alarm)")
     deadline = Deadline(timeout)
-    text, boxed = _locate(completion)
+    final = final_answer(completion, strictness)
+    text, boxed = final.text, final.boxed
+    if text is None:
+        return Score("unparsed", None, False)
     try:
-        answer = _extract(completion, text, boxed, deadline)
-        text, boxed = answer.text, answer.boxed
-        if text is None:
-            return Score("unparsed", None, False)
-        if _is_correct(answer, gold, deadline):
+        answer = _parse_answer(final, deadline)
+        is_math = any(not isinstance(a, str) for a in answer.parses)
+        gold_info = _gold(gold, deadline)
+        verdict = _form_verdict(final, gold_info)
+        if verdict is not None and is_math:  # hedges get no key: they never win a vote
+            key = None if final.hedged else _key(answer.parses, deadline)
+            return Score(verdict, text, boxed, key)
+        if verdict is not None:
+            return Score("unparsed", text, boxed)
+        if _is_correct(answer, gold_info, deadline):
             status = "correct"
-        elif any(not isinstance(a, str) for a in answer.parses):
+        elif is_math:
             status = "wrong"
         else:  # no mathematical object, and not literally the gold: no key (it never wins a vote)
             return Score("unparsed", text, boxed)
         return Score(status, text, boxed, _key(answer.parses, deadline))
     except (TimeoutException, MemoryError):
-        return Score("timeout", text, boxed and text is not None)
+        return Score("timeout", text, boxed)
     except Exception:
-        return Score("unparsed", text, boxed and text is not None)
+        return Score("unparsed", text, boxed)

@@ -1,4 +1,4 @@
-"""Pure string work before math-verify parses an answer: the last box, and notations it misreads.
+"""Pure string work before math-verify parses an answer: notations it misreads.
 
 Each rewrite below exists because math-verify 0.9.0 reads that notation wrongly in at least one
 gold of the shared benchmarks (see STACK.md) or in an equivalent answer a model may write:
@@ -12,15 +12,15 @@ gold of the shared benchmarks (see STACK.md) or in an equivalent answer a model 
 - ``E_{1}`` does not parse                        -> ``\\mathrm{E}_{1}``
 - ``L_{\\odot}``, ``m_{\\max}`` do not parse        -> ``L_{sun}``, ``m_{max}``
 - ``t(0,4]`` (a variable glued to an interval)     -> ``t \\in (0,4]``
+- ``\\mathrm{e}``, ``\\text{e}``, ``\\operatorname{e}`` are dropped as units -> ``e`` (Euler's number)
+- ``1,000.99€``, ``£5`` do not parse              -> ``1,000.99``, ``5`` (a currency sign is no value)
+- ``76 cm²`` does not parse, ``76 cm^2`` is c*m    -> ``76`` (a unit word after a number)
 - ``$...$`` wrapping, ``\\quad``, a trailing period, a trailing ``\\text{ unit}``: removed
 """
 
 from __future__ import annotations
 
 import re
-
-_BOX_OPEN = re.compile(r"\\(?:boxed|fbox)\s*\{")
-_MAX_BOX_CHARS = 20_000
 
 _DOLLAR = re.compile(r"(?<!\\)\$")
 _EDGE_SPACES = re.compile(r"^(?:\s|\\[,;: ]|\\q?quad)+|(?:\s|\\[,;: ]|\\q?quad)+$")
@@ -42,38 +42,13 @@ _BARE_E_SUBSCRIPT = re.compile(r"(?<![\\A-Za-z])(?<!\\mathrm\{)E_")
 _ODOT = re.compile(r"\\odot\b")
 _MAX_MIN_SUBSCRIPT = re.compile(r"_\{\s*\\(max|min)\s*\}")
 _VARIABLE_INTERVAL = re.compile(r"^([A-Za-z])\s*([(\[][^()\[\]]*,[^()\[\]]*[)\]])$")
+_EULER = re.compile(r"\\(?:mathrm|text|operatorname|mathit|rm)\s*\{\s*e\s*\}")
+_CURRENCY_SIGN = re.compile(r"\s*[\u20ac\u00a3\u00a5]\s*")
+_SUPERSCRIPT = {"\u00b2": "^{2}", "\u00b3": "^{3}"}
+_UNIT_WORD = re.compile(
+    r"^(?P<value>[-+]?(?:\d[\d,]*(?:\.\d+)?|\.\d+))\s+[A-Za-z]{2,15}(?:\s*\^\{?[23]\}?)?$"
+)
 _PERCENT = re.compile(r"^(?P<value>.*?\S)\s*\\?%$")
-
-
-def last_box(text: str) -> tuple[str | None, bool]:
-    """Content of the last ``\\boxed{}``/``\\fbox{}`` and whether a box was found at all.
-
-    Returns ``(content, True)`` for a closed last box (nested braces kept, escaped ``\\{``
-    ignored), ``(None, True)`` when the last box never closes (a truncated answer), and
-    ``(None, False)`` when there is no box.
-    """
-    opening = None
-    for opening in _BOX_OPEN.finditer(text):  # noqa: B007 (the last match is the one we want)
-        pass
-    if opening is None:
-        return None, False
-    start = opening.end()
-    depth = 1
-    index = start
-    stop = min(len(text), start + _MAX_BOX_CHARS)
-    while index < stop:
-        char = text[index]
-        if char == "\\":
-            index += 2
-            continue
-        if char == "{":
-            depth += 1
-        elif char == "}":
-            depth -= 1
-            if depth == 0:
-                return text[start:index], True
-        index += 1
-    return None, True
 
 
 def _join_digit_groups(match: re.Match[str]) -> str:
@@ -100,10 +75,15 @@ def strip_text_unit(text: str) -> str:
 def clean_answer(text: str) -> str:
     """Rewrite an answer (gold or extracted) into LaTeX that math-verify reads as intended."""
     text = _DOLLAR.sub("", text)
+    text = _EULER.sub("e", text)
+    text = _CURRENCY_SIGN.sub("", text)
+    for superscript, power in _SUPERSCRIPT.items():
+        text = text.replace(superscript, power)
     text = _EDGE_SPACES.sub("", text)
     text = _TRAILING_PERIOD.sub("", text)
     text = _EDGE_SPACES.sub("", text)
     text = strip_text_unit(text)
+    text = _UNIT_WORD.sub(r"\g<value>", text)
     if _SPACE_GROUPED_NUMBER.fullmatch(text):
         text = text.replace(" ", "")
     text = _THIN_SPACE_GROUPS.sub(_join_digit_groups, text)

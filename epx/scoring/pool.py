@@ -32,7 +32,7 @@ from dataclasses import dataclass
 from multiprocessing.connection import Connection, wait
 from typing import Any
 
-from epx.scoring.normalize import last_box
+from epx.scoring.extract import DEFAULT_STRICTNESS, Strictness, final_answer
 from epx.scoring.score import Score
 
 CHUNK_SIZE = 32
@@ -75,12 +75,12 @@ def _worker_main(conn: Connection, progress: Any) -> None:
             return
         if message is None:
             return
-        items, timeout = message
+        items, timeout, strictness = message
         rows: list[_Row] = []
         for index, (completion, gold) in enumerate(items):
             progress[1] = time.monotonic()  # start time first: the parent reads index first
             progress[0] = index
-            score = score_local(completion, gold, timeout)
+            score = score_local(completion, gold, timeout, strictness)
             rows.append((score.status, score.answer, score.boxed, score.key))
         conn.send(rows)
 
@@ -124,11 +124,11 @@ class _Worker:
         self.conn: Connection = parent_end
         self.job: _Job | None = None
 
-    def send(self, job: _Job, items: list[_Item], timeout: float) -> None:
+    def send(self, job: _Job, batch: _Batch) -> None:
         """Hand ``job`` to the (idle) worker; its progress reads "not started" until it starts."""
         self.job = job
         self.progress[0], self.progress[1] = -1.0, time.monotonic()
-        self.conn.send(([items[i] for i in job.indices], timeout))
+        self.conn.send(([batch.items[i] for i in job.indices], batch.timeout, batch.strictness))
 
     def running_index(self) -> int:
         """Index (in its chunk) of the item being scored (the last one once done); -1 before."""
@@ -162,10 +162,9 @@ def _context() -> Any:
     return ctx
 
 
-def _timeout_score(completion: str) -> Score:
-    content, _ = last_box(completion)
-    text = content.strip() if content else None
-    return Score("timeout", text or None, bool(text))
+def _timeout_score(completion: str, strictness: Strictness = DEFAULT_STRICTNESS) -> Score:
+    final = final_answer(completion, strictness)
+    return Score("timeout", final.text, final.boxed)
 
 
 class _Pool:
@@ -190,11 +189,13 @@ class _Pool:
         worker.stop(graceful=False)
         self.workers[self.workers.index(worker)] = _Worker(self._ctx)
 
-    def run(self, items: list[_Item], timeout: float, size: int) -> list[Score]:
+    def run(
+        self, items: list[_Item], timeout: float, size: int, strictness: Strictness
+    ) -> list[Score]:
         """Scores of ``items`` in order, on the first ``size`` workers; a worker past the hard
         limit is killed and replaced."""
         self.grow(size)
-        batch = _Batch(items, timeout, chunk_size=math.ceil(len(items) / size))
+        batch = _Batch(items, timeout, strictness, chunk_size=math.ceil(len(items) / size))
         try:
             while batch.pending or batch.busy:
                 self._dispatch(batch, size)
@@ -213,7 +214,7 @@ class _Pool:
             if worker.job is not None:
                 continue
             try:
-                worker.send(batch.pending.popleft(), batch.items, batch.timeout)
+                worker.send(batch.pending.popleft(), batch)
                 batch.busy[worker.conn] = worker
             except (OSError, ValueError):
                 self._lost(worker, batch)
@@ -257,9 +258,12 @@ class _Pool:
 class _Batch:
     """One call's items, results, chunks waiting, and workers busy with it."""
 
-    def __init__(self, items: list[_Item], timeout: float, chunk_size: int) -> None:
+    def __init__(
+        self, items: list[_Item], timeout: float, strictness: Strictness, chunk_size: int
+    ) -> None:
         self.items = items
         self.timeout = timeout
+        self.strictness = strictness
         self.results: list[Score | None] = [None] * len(items)
         size = max(1, min(CHUNK_SIZE, chunk_size))
         self.pending = deque(
@@ -270,10 +274,13 @@ class _Batch:
 
     def time_out(self, indices: list[int]) -> None:
         for index in indices:
-            self.results[index] = _timeout_score(self.items[index][0])
+            self.results[index] = _timeout_score(self.items[index][0], self.strictness)
 
     def scores(self) -> list[Score]:
-        return [s or _timeout_score(self.items[i][0]) for i, s in enumerate(self.results)]
+        return [
+            s or _timeout_score(self.items[i][0], self.strictness)
+            for i, s in enumerate(self.results)
+        ]
 
 
 _pool: _Pool | None = None
@@ -319,13 +326,18 @@ def as_item(pair: object) -> _Item:
         return "", ""
 
 
-def run_in_pool(pairs: Iterable[tuple[str, str]], workers: int, timeout: float) -> list[Score]:
+def run_in_pool(
+    pairs: Iterable[tuple[str, str]],
+    workers: int,
+    timeout: float,
+    strictness: Strictness = DEFAULT_STRICTNESS,
+) -> list[Score]:
     """Score ``pairs`` on ``workers`` worker processes (see the module docstring)."""
     items = [as_item(pair) for pair in pairs]
     if not items:
         return []
     with _pool_lock:
         try:
-            return _get_pool().run(items, timeout, workers)
+            return _get_pool().run(items, timeout, workers, strictness)
         except (OSError, RuntimeError):  # no processes could be started: nothing was scored
-            return [_timeout_score(completion) for completion, _ in items]
+            return [_timeout_score(completion, strictness) for completion, _ in items]

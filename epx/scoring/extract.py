@@ -1,0 +1,273 @@
+"""Find a completion's final answer: pure string work, no math-verify.
+
+The final answer is the *last* of two things:
+
+- the last ``\\boxed{}``/``\\fbox{}``; a final run of boxes joined only by ``,``, ``;``, ``and``,
+  ``\\quad`` (and spaces, ``$``) is kept as one answer of several parts, and a run joined by
+  ``or`` is a hedge;
+- an explicit final statement after that box: "the (final) answer is X", "Answer: X", a closing
+  "= X" / "equals X" / "is X" (the end of the completion), or a last line that holds only the
+  answer.
+
+Without either there is no answer: an expression found somewhere in the text is never one.
+With ``strictness="boxed"`` only boxes count.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from typing import Literal
+
+Strictness = Literal["final", "boxed"]
+STRICTNESS: tuple[Strictness, ...] = ("final", "boxed")
+DEFAULT_STRICTNESS: Strictness = "final"
+
+_BOX_OPEN = re.compile(r"\\(?:boxed|fbox)\s*\{")
+_MAX_BOX_CHARS = 20_000
+_MAX_STATEMENT_TEXT = 4_000  # statements are looked for in the completion's end
+
+# Between two boxes of one multi-part answer: nothing but these.
+_JOINER = re.compile(
+    r"(?:\s|\$|,|;|&|\\[,;:! ]|\\q?quad|\\\\|\band\b|\\text\s*\{\s*(?:and|,)?\s*\}|\\(?:text|mbox)"
+    r"\s*\{\s*and\s*\})*",
+    re.IGNORECASE,
+)
+_HEDGE_JOINER = re.compile(
+    r"^(?:\s|\$|,|;|\.|\\[,;:! ]|\\q?quad|\\text\s*\{[^{}]*\}|\b(?:or|either|maybe|perhaps|"
+    r"alternatively|possibly|otherwise)\b)*$",
+    re.IGNORECASE,
+)
+_HEDGE_WORD = re.compile(r"\b(?:or|either|maybe|perhaps|alternatively|possibly|otherwise)\b", re.I)
+
+_MARKER = re.compile(r"(?:\bfinal\s+answer|\banswer)[*_]*\s*(?:is\b|:|=)[*_:\s]*", re.IGNORECASE)
+_CLOSING = re.compile(r"(?:=|\bequals\b|\bis\b)\s*", re.IGNORECASE)
+_SENTENCE_END = re.compile(r"\n|(?<!\d)\.(?=\s)|\.(?=\s+[A-Z])|[!?;](?=\s)")
+_CLAUSE = re.compile(
+    r",\s+(?=[A-Za-z]{2})|\s+(?:because|since|as|which|so|for|when|where|if|but|"
+    r"in|from|by|using|after|with)\b",
+    re.IGNORECASE,
+)
+_TRAILING = re.compile(r"(?:\s|\*|_|\.|!|\\\]|\\\)|\$|[\"'\u201c\u201d])+$")
+_LEADING = re.compile(r"^(?:\s|\*|_|:|\\\[|\\\(|\$|[\"'\u201c\u201d])+")
+_LATEX_COMMAND = re.compile(r"\\[A-Za-z]+")
+_WORD = re.compile(r"[A-Za-z]{2,}")
+_MATH_CONTENT = re.compile(r"\d|\\(?:frac|dfrac|tfrac|sqrt|pi|infty|begin|pm|cdot|times)\b")
+_TEXT_WRAPPER = re.compile(r"\\(?:text|textbf|mathbf|mathrm|mbox)\s*\{([^{}]*)\}")
+
+
+@dataclass(frozen=True)
+class Box:
+    """One ``\\boxed{...}``: where it opens, where its closing brace is (None if it never
+    closes) and its content."""
+
+    start: int
+    end: int | None
+    content: str | None
+
+
+@dataclass(frozen=True)
+class FinalAnswer:
+    """The final answer of a completion.
+
+    text: the answer (the parts joined by ``, `` for a run of boxes); None when there is none.
+    parts: the boxes of a final run (one element for a single box or a statement).
+    source: ``box``, ``statement`` or None. hedged: the run of boxes was joined by "or" (or a
+    like word). found_box: whether the completion has any box (an empty or unclosed last one
+    included).
+    """
+
+    text: str | None
+    parts: tuple[str, ...] = ()
+    source: str | None = None
+    hedged: bool = False
+    found_box: bool = False
+
+    @property
+    def boxed(self) -> bool:
+        return self.source == "box"
+
+
+NO_ANSWER = FinalAnswer(None)
+
+
+def find_boxes(text: str) -> list[Box]:
+    """Every box opening in order, with its closing brace (nested braces kept, ``\\{`` skipped)."""
+    found = []
+    for opening in _BOX_OPEN.finditer(text):
+        start, depth, index = opening.end(), 1, opening.end()
+        stop = min(len(text), start + _MAX_BOX_CHARS)
+        end = None
+        while index < stop:
+            char = text[index]
+            if char == "\\":
+                index += 2
+                continue
+            if char == "{":
+                depth += 1
+            elif char == "}":
+                depth -= 1
+                if depth == 0:
+                    end = index
+                    break
+            index += 1
+        found.append(Box(opening.start(), end, text[start:end] if end is not None else None))
+    return found
+
+
+def last_box(text: str) -> tuple[str | None, bool]:
+    """Content of the last box and whether a box was found at all ((None, True): unclosed)."""
+    boxes = find_boxes(text)
+    if not boxes:
+        return None, False
+    return boxes[-1].content, True
+
+
+def final_box_run(text: str, boxes: list[Box]) -> tuple[list[Box], bool]:
+    """The last box and the boxes joined to it by separators only; whether "or" joined them."""
+    run = [boxes[-1]]
+    hedged = False
+    for previous in reversed(boxes[:-1]):
+        current = run[0]
+        if previous.end is None or previous.end > current.start:
+            break  # unclosed, or a box holding the one after it
+        between = text[previous.end + 1 : current.start]
+        if _JOINER.fullmatch(between):
+            run.insert(0, previous)
+        elif len(between) <= 40 and _HEDGE_JOINER.match(between) and _HEDGE_WORD.search(between):
+            run.insert(0, previous)
+            hedged = True
+        else:
+            break
+    return run, hedged
+
+
+def _sentence_text(text: str) -> tuple[str, str]:
+    """X of a statement (up to the end of its sentence or the start of a subordinate clause),
+    and the rest of its sentence."""
+    stripped = text.lstrip()
+    for opening, closing in (("$$", "$$"), ("$", "$"), ("\\[", "\\]"), ("\\(", "\\)")):
+        if stripped.startswith(opening):
+            end = stripped.find(closing, len(opening))
+            if end >= 0:
+                rest = stripped[end + len(closing) :]
+                sentence_end = _SENTENCE_END.search(rest)
+                tail = rest[: sentence_end.start()] if sentence_end else rest
+                return _LEADING.sub("", stripped[len(opening) : end]).strip(), tail
+    text = _LEADING.sub("", text)
+    end = _SENTENCE_END.search(text)
+    text = text[: end.start()] if end else text
+    clause = _CLAUSE.search(text)
+    value, tail = (text[: clause.start()], text[clause.start() :]) if clause else (text, "")
+    return _TRAILING.sub("", value).strip(), tail
+
+
+def _question(text: str) -> bool:
+    end = _SENTENCE_END.search(text + " ")
+    return bool(end) and text[end.start()] == "?"
+
+
+def _looks_like_math(text: str) -> bool:
+    """A value, not prose: it has a digit or a math command."""
+    return bool(_MATH_CONTENT.search(text))
+
+
+def answer_only(line: str) -> str | None:
+    """A line that holds only an answer (``36``, ``$\\frac{1}{2}$``, ``x = 5``, ``36 cm``)."""
+    text = _TRAILING.sub("", _LEADING.sub("", line)).strip()
+    if not text or text.endswith("?") or not _looks_like_math(text):
+        return None
+    prose = _WORD.findall(_LATEX_COMMAND.sub(" ", _TEXT_WRAPPER.sub(r"\1", text)))
+    if len(prose) > 1 or (prose and not re.search(rf"\s{prose[0]}\W*$", " " + text)):
+        return None  # words other than one trailing unit
+    return text
+
+
+@dataclass(frozen=True)
+class _Candidate:
+    start: int
+    rank: int  # within one sentence: marker 2 > closing 1 > last line 0
+    text: str
+    hedged: bool = False
+
+
+def final_statement(text: str) -> _Candidate | None:
+    """The last explicit final statement in ``text`` (see the module docstring), or None;
+    hedged when the rest of its sentence offers another value ("..., otherwise 35")."""
+    offset = max(0, len(text) - _MAX_STATEMENT_TEXT)
+    text = text[offset:]
+    candidates: list[_Candidate] = []
+    for marker in _MARKER.finditer(text):
+        rest = text[marker.end() :]
+        value, tail = _sentence_text(rest)
+        if value and not _question(rest):
+            hedged = _HEDGE_WORD.search(tail) is not None
+            candidates.append(_Candidate(marker.end(), 2, value, hedged))
+    closing = _closing_statement(text)
+    if closing is not None:
+        candidates.append(closing)
+    lines = [line for line in text.splitlines() if line.strip()]
+    if lines:
+        value = answer_only(lines[-1])
+        if value is not None:
+            candidates.append(_Candidate(text.rfind(lines[-1]), 0, value))
+    if not candidates:
+        return None
+    sentence_starts = [end.end() for end in _SENTENCE_END.finditer(text)]
+
+    def order(candidate: _Candidate) -> tuple[int, int, int]:  # later sentence, then rank
+        sentence = sum(start <= candidate.start for start in sentence_starts)
+        return sentence, candidate.rank, candidate.start
+
+    return max(candidates, key=order)
+
+
+def _closing_statement(text: str) -> _Candidate | None:
+    """The "= X" / "equals X" / "is X" that ends the completion's last sentence."""
+    body = _TRAILING.sub("", text)
+    if not body or body.rstrip().endswith("?"):
+        return None
+    last_end = None
+    for end in _SENTENCE_END.finditer(body):
+        last_end = end
+    start = last_end.end() if last_end else 0
+    sentence = body[start:]
+    for match in reversed(list(_CLOSING.finditer(sentence))):
+        rest = sentence[match.end() :]
+        value, tail = _sentence_text(rest)
+        if value and _looks_like_math(value) and _ends_sentence(rest, value):
+            hedged = _HEDGE_WORD.search(tail) is not None
+            return _Candidate(start + match.end(), 1, value, hedged)
+    return None
+
+
+def _ends_sentence(rest: str, value: str) -> bool:
+    """Whether ``value`` is followed by nothing but a subordinate clause in ``rest``."""
+    tail = rest[rest.find(value) + len(value) :] if value in rest else ""
+    tail = _TRAILING.sub("", tail.replace("$", "")).strip()
+    return not tail or bool(_CLAUSE.match(" " + tail if not tail.startswith(",") else tail))
+
+
+def final_answer(completion: str, strictness: Strictness = DEFAULT_STRICTNESS) -> FinalAnswer:
+    """The completion's final answer (see the module docstring)."""
+    boxes = find_boxes(completion)
+    after = completion
+    answer = NO_ANSWER
+    if boxes:
+        run, hedged = final_box_run(completion, boxes)
+        last = run[-1]
+        contents = [box.content.strip() if box.content else "" for box in run]
+        if last.content is None or not contents[-1]:
+            answer = FinalAnswer(None, found_box=True)  # an empty or unclosed last box
+        else:
+            parts = tuple(part for part in contents if part)
+            answer = FinalAnswer(", ".join(parts), parts, "box", hedged, True)
+        after = completion[last.end + 1 :] if last.end is not None else ""
+    if strictness == "boxed":
+        return answer
+    statement = final_statement(after)
+    if statement is None:
+        return answer
+    return FinalAnswer(
+        statement.text, (statement.text,), "statement", statement.hedged, bool(boxes)
+    )
