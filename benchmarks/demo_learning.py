@@ -60,13 +60,11 @@ def main() -> int:
         import torch
 
         from epx.recipe import load_recipe
-        from epx.train import build_trainer
+        from epx.train import build_trainer, configure_wandb
 
         run = Path(tempfile.mkdtemp(prefix="epx-demo-")) / "run"
         recipe = load_recipe(RECIPE, [f"output_dir={run}", *options.overrides])
-        from epx.quiet import quiet_libraries
-
-        quiet_libraries()
+        configure_wandb(recipe, run)  # offline, as `make demo`
         trainer = build_trainer(recipe)  # model preparation: excluded from the timed part
         print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, {os.cpu_count()} cores")
         start = time.perf_counter()
@@ -82,10 +80,11 @@ def main() -> int:
         print(f"{key:26}{before[key]:9.3f}{after[key]:9.3f}{after[key] - before[key]:+9.3f}")
     agree = sum(bool(r["correct"]) == independent_correct(r) for r in first + last)
     print(f"epx and the independent rule agree on {agree}/{len(first) + len(last)} completions")
-    print("\nsamples after training:")
-    for record in last[:5]:
-        print(f"  {record.get('problem', record['problem_id'])!s:24} {record['completion']!r:40} "
-              f"answer {record['answer']!r} {record['status']}")
+    for title, records in (("before", first), ("after", last)):
+        print(f"\nsamples {title} training (the same five problems):")
+        for record in records[:5]:
+            print(f"  {record.get('problem', record['problem_id'])!s:18} {record['completion']!r:58} "
+                  f"answer {record['answer']!r} {record['status']}")
     rise = after["epx accuracy"] - before["epx accuracy"]
     checks = [
         (f"held-out accuracy rises by >= {TARGET_RISE}", rise >= TARGET_RISE, f"{rise:+.3f}"),

@@ -12,6 +12,7 @@ from typing import Any
 from transformers import TrainerCallback
 from transformers.trainer_callback import ExportableState
 
+from epx.resume import SUMMARY_FILE
 from epx.stage import StageParams, StageTracker
 
 
@@ -42,7 +43,8 @@ class StageCallback(TrainerCallback, ExportableState):
 
 
 class MetricsFileCallback(TrainerCallback):
-    """Appends one JSON object per logged step (with `step`) to OUTPUT_DIR/metrics.jsonl.
+    """Appends one JSON object per logged step (with `step`) to OUTPUT_DIR/metrics.jsonl; the
+    end-of-training summary (runtime, loss) goes to OUTPUT_DIR/summary.json instead.
 
     On resume, lines past the checkpoint's step (logged after it, then lost with the crash) are
     dropped first, so the file never holds a step twice.
@@ -62,6 +64,12 @@ class MetricsFileCallback(TrainerCallback):
             return
         record = {"step": state.global_step, **{k: _jsonable(v) for k, v in logs.items()}}
         self.path.parent.mkdir(parents=True, exist_ok=True)
+        if "train_runtime" in logs:  # the end-of-training summary: its own record, no step row
+            summary = {"global_step": state.global_step, "max_steps": state.max_steps, **record}
+            summary["finished"] = state.global_step >= state.max_steps
+            summary.pop("step")
+            (self.path.parent / SUMMARY_FILE).write_text(json.dumps(summary, indent=2) + "\n")
+            return
         with self.path.open("a") as handle:
             handle.write(json.dumps(record) + "\n")
 

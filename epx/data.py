@@ -131,14 +131,19 @@ def read_jsonl(path: Path) -> list[dict[str, Any]]:
     return [row for _, row in iter_jsonl(path)]
 
 
-def load_rows(cfg: DataSection) -> list[dict[str, Any]]:
-    """Raw rows of the configured source (not yet renamed or limited)."""
+Located = tuple[str, dict[str, Any]]  # (where the row is, e.g. "train.jsonl:12", the row)
+
+
+def load_rows(cfg: DataSection, first: int | None = None) -> list[Located]:
+    """Raw rows of the configured source with where each one is (not yet renamed or limited);
+    `first` reads only that many where the source allows it (a dry run's check)."""
     if cfg.source.startswith(BUILTIN_PREFIX):
         name = cfg.source.removeprefix(BUILTIN_PREFIX)
         if name not in BUILTIN_TASKS:
             known = ", ".join(BUILTIN_PREFIX + task for task in BUILTIN_TASKS)
             raise DataError(f"data.source: unknown built-in task '{cfg.source}'; known are {known}")
-        return BUILTIN_TASKS[name](cfg.task, cfg.seed)
+        rows = BUILTIN_TASKS[name](cfg.task, cfg.seed)
+        return [(f"{cfg.source} row {i}", row) for i, row in enumerate(rows[:first])]
     path = Path(cfg.source)
     if path.suffix in (".jsonl", ".json", ".parquet"):
         if not path.is_file():
@@ -146,9 +151,16 @@ def load_rows(cfg: DataSection) -> list[dict[str, Any]]:
         if path.suffix == ".parquet":
             import datasets
 
-            return list(datasets.Dataset.from_parquet(str(path)))
-        return read_jsonl(path)
-    return _hub_rows(cfg)
+            table = datasets.Dataset.from_parquet(str(path))
+            count = len(table) if first is None else min(first, len(table))
+            return [(f"{path} row {i}", table[i]) for i in range(count)]
+        located = []
+        for number, row in iter_jsonl(path):
+            if first is not None and len(located) == first:
+                break
+            located.append((f"{path}:{number}", row))
+        return located
+    return [(f"{cfg.source} row {i}", row) for i, row in enumerate(_hub_rows(cfg))]
 
 
 def _hub_rows(cfg: DataSection) -> list[dict[str, Any]]:
@@ -161,30 +173,76 @@ def _hub_rows(cfg: DataSection) -> list[dict[str, Any]]:
         raise DataError(f"data.source: cannot load hub dataset '{cfg.source}': {first}") from None
 
 
-def select_rows(rows: list[dict[str, Any]], cfg: DataSection) -> list[dict[str, str]]:
-    """Rename the problem/answer fields, shuffle with the seed, and apply the limit."""
-    missing = {cfg.problem_field, cfg.answer_field} - set(rows[0]) if rows else set()
+def row_problem(where: str, row: dict[str, Any], cfg: DataSection) -> dict[str, str] | str:
+    """The row's problem and answer, or what is wrong with it (a field missing, null, empty)."""
+    values = {}
+    for key, field in (("problem", cfg.problem_field), ("answer", cfg.answer_field)):
+        if field not in row:
+            fields = ", ".join(map(str, row)) or "none"
+            return (
+                f"{where}: no field '{field}' (its fields are {fields}; set "
+                f"data.{key}_field)"
+            )
+        value = row[field]
+        if value is None:
+            return f"{where}: field '{field}' is null"
+        if isinstance(value, list | tuple):  # some datasets hold several gold answers
+            value = value[0] if value else ""
+        text = str(value).strip()
+        if not text:
+            return f"{where}: field '{field}' is empty"
+        values[key] = str(value)
+    return values
+
+
+def select_rows(rows: list[Located], cfg: DataSection) -> tuple[list[dict[str, str]], int]:
+    """Check every row, rename the problem/answer fields, shuffle with the seed, apply the limit.
+
+    A row without a usable problem or answer is a DataError naming file:line, or (with
+    `data.bad_rows: skip`) left out and counted; returns the rows and how many were skipped.
+    """
     if not rows:
         raise DataError(f"data.source: '{cfg.source}' has no rows")
-    if missing:
-        raise DataError(
-            f"data: field(s) {', '.join(sorted(missing))} not in '{cfg.source}'; "
-            f"its fields are {', '.join(rows[0])} (set data.problem_field / data.answer_field)"
-        )
-    selected = [
-        {"problem": str(row[cfg.problem_field]), "answer": str(row[cfg.answer_field])}
-        for row in rows
-    ]
+    selected, skipped = [], 0
+    for where, row in rows:
+        checked = row_problem(where, row, cfg)
+        if isinstance(checked, str):
+            if cfg.bad_rows == "error":
+                raise DataError(f"{checked} (or set data.bad_rows: skip)")
+            skipped += 1
+            continue
+        selected.append(checked)
+    if not selected:
+        raise DataError(f"data.source: '{cfg.source}': every one of {len(rows)} rows was skipped")
     if cfg.shuffle:
         random.Random(cfg.seed).shuffle(selected)
-    return selected[: cfg.limit] if cfg.limit else selected
+    return (selected[: cfg.limit] if cfg.limit else selected), skipped
+
+
+def check_data_source(cfg: DataSection, first: int = 5) -> str:
+    """What a dry run can check of the training data without loading it all: the source exists
+    and its first rows have a problem and an answer. Returns what was checked."""
+    if not (cfg.source.startswith(BUILTIN_PREFIX) or Path(cfg.source).suffix):
+        return f"{cfg.source}: a hub dataset, loaded at launch"
+    rows = load_rows(cfg, first=first)
+    if not rows:
+        raise DataError(f"data.source: '{cfg.source}' has no rows")
+    for where, row in rows:
+        checked = row_problem(where, row, cfg)
+        if isinstance(checked, str) and cfg.bad_rows == "error":
+            raise DataError(checked)
+    return f"{cfg.source}: found, first {len(rows)} rows have {cfg.problem_field}/{cfg.answer_field}"
 
 
 def build_train_dataset(cfg: DataSection, tokenizer: Any) -> Any:
     """A `datasets.Dataset` with `prompt`, `problem` and `answer` columns, ready for GRPOTrainer."""
     import datasets
 
-    rows = select_rows(load_rows(cfg), cfg)
+    rows, skipped = select_rows(load_rows(cfg), cfg)
+    if skipped:
+        from rich.console import Console
+
+        Console(stderr=True).print(f"data: skipped {skipped} rows without a problem or answer")
     for row in rows:
         row["prompt"] = format_prompt(
             row["problem"],

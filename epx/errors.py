@@ -25,3 +25,8 @@ class RunError(EpxError):
     """A run cannot start or had to stop (resume mismatch, too many reward failures, ...)."""
 
     exit_code = 1
+
+
+class RunStateError(EpxError):
+    """What is in an output dir conflicts with what was asked (a run there without --resume, a
+    resume with other settings, no usable checkpoint): bad input, exit code 2."""

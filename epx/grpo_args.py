@@ -33,6 +33,31 @@ CPU_DEFAULTS: dict[str, Any] = {
 GPU_ONLY = ("bf16", "fp16", "use_vllm")
 
 
+# GRPOConfig values no run can use, checked before launch (TRL accepts several of them, then
+# fails mid-run or trains wrongly: a negative epsilon inverts the clip range).
+# name: (lowest allowed, whether the bound itself is allowed, what is expected)
+VALUE_BOUNDS: dict[str, tuple[float, bool, str]] = {
+    "learning_rate": (0.0, True, "a number >= 0"),
+    "temperature": (0.0, False, "a number > 0 (sampling needs a temperature; no greedy rollouts)"),
+    "top_p": (0.0, False, "a number in (0, 1]"),
+    "per_device_train_batch_size": (1, True, "an integer >= 1"),
+    "gradient_accumulation_steps": (1, True, "an integer >= 1"),
+    "steps_per_generation": (1, True, "an integer >= 1"),
+    "generation_batch_size": (1, True, "an integer >= 1"),
+    "num_iterations": (1, True, "an integer >= 1"),
+    "max_completion_length": (1, True, "an integer >= 1 (tokens per completion)"),
+    "epsilon": (0.0, True, "a number >= 0 (the lower clip range)"),
+    "epsilon_high": (0.0, True, "a number >= 0 (the upper clip range)"),
+    "beta": (0.0, True, "a number >= 0 (the KL coefficient)"),
+    "weight_decay": (0.0, True, "a number >= 0"),
+    "max_grad_norm": (0.0, True, "a number >= 0"),
+    "warmup_steps": (0.0, True, "a number >= 0"),
+    "save_steps": (0.0, False, "a number > 0"),
+    "logging_steps": (0.0, False, "a number > 0"),
+    "num_train_epochs": (0.0, False, "a number > 0"),
+}
+
+
 def grpo_kwargs(recipe: Recipe, *, has_gpu: bool, num_processes: int = 1) -> dict[str, Any]:
     """Keyword arguments for `trl.GRPOConfig`: recipe values over epx's defaults over TRL's."""
     kwargs: dict[str, Any] = dict(EPX_DEFAULTS)
@@ -42,8 +67,31 @@ def grpo_kwargs(recipe: Recipe, *, has_gpu: bool, num_processes: int = 1) -> dic
     kwargs["output_dir"] = recipe.output_dir
     kwargs["run_name"] = recipe.logging.run_name or Path(recipe.source or "run").stem
     kwargs["report_to"] = ["wandb"] if recipe.logging.mode != "disabled" else "none"
-    check_batch_rules(kwargs, has_gpu=has_gpu, num_processes=num_processes)
+    try:
+        check_values(kwargs, explicit=set(recipe.grpo))
+        check_batch_rules(kwargs, has_gpu=has_gpu, num_processes=num_processes)
+    except RecipeError as error:
+        raise RecipeError(f"{recipe.source}: {error}") from None
     return kwargs
+
+
+def check_values(kwargs: dict[str, Any], explicit: set[str]) -> None:
+    """Values TRL would reject, fail on mid-run, or silently misuse (see `VALUE_BOUNDS`)."""
+    for name, (low, inclusive, expected) in VALUE_BOUNDS.items():
+        value = kwargs.get(name)
+        if value is None or isinstance(value, bool) or not isinstance(value, int | float):
+            continue
+        if value < low or (value == low and not inclusive) or (name == "top_p" and value > 1):
+            raise RecipeError(f"grpo.{name}: expected {expected}, got {value}")
+    max_steps = _value(kwargs, "max_steps")
+    if max_steps is not None and max_steps < 1 and "num_train_epochs" not in explicit:
+        raise RecipeError(
+            f"grpo.max_steps: expected an integer >= 1, got {max_steps} (or give "
+            "grpo.num_train_epochs and max_steps: -1 to train by epochs)"
+        )
+    low, high = _value(kwargs, "epsilon"), kwargs.get("epsilon_high")
+    if high is not None and low is not None and high < low:
+        raise RecipeError(f"grpo.epsilon_high: expected >= epsilon ({low}), got {high}")
 
 
 def _value(kwargs: dict[str, Any], name: str) -> Any:

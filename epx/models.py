@@ -9,16 +9,15 @@ from __future__ import annotations
 
 import hashlib
 import os
-import re
 from pathlib import Path
 from typing import Any
 
+from epx.checkpoints import CHECKPOINT_PATTERN
 from epx.errors import ModelError
 from epx.recipe import DataSection, ModelSection
 
 TINY_RANDOM = "tiny-random"
 RANDOM_PREFIX = "random:"  # random:qwen2.5-0.5b -> that architecture's shape, random weights
-CHECKPOINT_PATTERN = re.compile(r"^checkpoint-(\d+)$")
 
 
 def cache_dir() -> Path:
@@ -27,21 +26,10 @@ def cache_dir() -> Path:
 
 
 def latest_checkpoint(run_dir: str | os.PathLike[str]) -> Path | None:
-    """The complete `checkpoint-N` folder with the largest N under `run_dir`, or None.
+    """The newest usable `checkpoint-N` folder under `run_dir` (see `epx.checkpoints`), or None."""
+    from epx.checkpoints import latest_usable
 
-    Trainer writes `trainer_state.json` last, so a folder without it is a save cut short by a
-    crash, and is passed over.
-    """
-    run_dir = Path(run_dir)
-    if not run_dir.is_dir():
-        return None
-    numbered = [
-        (int(match.group(1)), child)
-        for child in run_dir.iterdir()
-        if (match := CHECKPOINT_PATTERN.match(child.name))
-        and (child / "trainer_state.json").is_file()
-    ]
-    return max(numbered)[1] if numbered else None
+    return latest_usable(run_dir)[0]
 
 
 def resolve_package_path(ref: str) -> str:

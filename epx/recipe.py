@@ -102,6 +102,11 @@ class DataSection(Section):
     limit: int | None = Field(None, gt=0, description="Use at most this many problems.")
     shuffle: bool = Field(True, description="Shuffle the problems (with seed).")
     seed: int = Field(0, description="Seed of shuffling and of the built-in task.")
+    bad_rows: Literal["error", "skip"] = Field(
+        "error",
+        description="A row whose problem or answer is missing, null or empty: stop with its "
+        "file:line (error), or leave it out and count it (skip).",
+    )
     task: ArithmeticTask = Field(default_factory=ArithmeticTask, description="builtin:arithmetic.")
 
     @model_validator(mode="after")
@@ -341,19 +346,48 @@ def build_recipe(raw: dict[str, Any], source: str = "<recipe>") -> Recipe:
     return recipe
 
 
-def load_recipe(path: str | os.PathLike[str], overrides: list[str] | None = None) -> Recipe:
-    """Read, override and validate the recipe at `path` (RecipeError on any problem)."""
-    path = Path(path)
-    if not path.is_file():
-        raise RecipeError(f"{path}: recipe file not found")
+class _UniqueKeyLoader(yaml.SafeLoader):
+    """YAML's safe loader, refusing a key given twice in one mapping (YAML keeps the last)."""
+
+    def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict[Any, Any]:
+        seen: dict[Any, int] = {}
+        for key_node, _ in node.value:
+            key = self.construct_object(key_node, deep=deep)
+            if key in seen:
+                raise DuplicateKeyError(key, seen[key] + 1, key_node.start_mark.line + 1)
+            seen[key] = key_node.start_mark.line
+        return super().construct_mapping(node, deep=deep)
+
+
+class DuplicateKeyError(yaml.YAMLError):
+    def __init__(self, key: Any, first: int, again: int) -> None:
+        super().__init__(f"key '{key}' given twice (lines {first} and {again})")
+        self.line = again
+
+
+def read_yaml(path: Path) -> Any:
+    """A YAML file's contents; RecipeError naming the file and line when it is not valid YAML or
+    repeats a key."""
     try:
-        raw = yaml.safe_load(path.read_text()) or {}
+        return yaml.load(path.read_text(), Loader=_UniqueKeyLoader)
+    except DuplicateKeyError as error:
+        raise RecipeError(f"{path}: line {error.line}: {error}") from None
     except yaml.YAMLError as error:
         mark = getattr(error, "problem_mark", None)
         where = f" line {mark.line + 1}" if mark else ""
         raise RecipeError(
             f"{path}:{where} not valid YAML ({getattr(error, 'problem', error)})"
         ) from None
+    except (OSError, UnicodeDecodeError) as error:
+        raise RecipeError(f"{path}: cannot read ({error})") from None
+
+
+def load_recipe(path: str | os.PathLike[str], overrides: list[str] | None = None) -> Recipe:
+    """Read, override and validate the recipe at `path` (RecipeError on any problem)."""
+    path = Path(path)
+    if not path.is_file():
+        raise RecipeError(f"{path}: recipe file not found")
+    raw = read_yaml(path) or {}
     if not isinstance(raw, dict):
         raise RecipeError(f"{path}: expected a mapping of sections at the top level")
     raw = apply_overrides(raw, overrides or [])

@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from epx.errors import RecipeError, RunError
+from epx.errors import RecipeError
 from epx.recipe import Recipe, recipe_to_yaml
 
 RECIPE_FILE = "recipe.yaml"
@@ -50,23 +50,6 @@ def _has_netrc_key() -> bool:
     return netrc.is_file() and "api.wandb.ai" in netrc.read_text(errors="ignore")
 
 
-def resume_checkpoint(output_dir: Path, resume: bool) -> str | None:
-    """The checkpoint to resume from; refuses to overwrite an earlier run's checkpoints."""
-    from epx.models import latest_checkpoint
-
-    checkpoint = latest_checkpoint(output_dir)
-    if resume:
-        if checkpoint is None:
-            raise RunError(f"--resume: no checkpoint-N folder in {output_dir} to resume from")
-        return str(checkpoint)
-    if checkpoint is not None:
-        raise RunError(
-            f"{output_dir} already holds {checkpoint.name}: pass --resume to continue it, "
-            "or set output_dir to a new folder"
-        )
-    return None
-
-
 def build_reward_functions(recipe: Recipe, max_completion_length: int) -> tuple[list, list[float]]:
     """The recipe's reward functions (epx.rewards) and their weights."""
     from epx.rewards import SCORED_REWARDS, build_reward_function
@@ -87,32 +70,56 @@ def build_reward_functions(recipe: Recipe, max_completion_length: int) -> tuple[
     return functions, weights
 
 
-def run_training(recipe: Recipe, *, resume: bool = False) -> TrainResult:
-    """Train the recipe's model with GRPO and its shaping; returns where everything went."""
+def run_training(recipe: Recipe, *, resume: bool = False, force: bool = False) -> TrainResult:
+    """Train the recipe's model with GRPO and its shaping; returns where everything went.
+
+    `resume` continues from the newest usable checkpoint (`epx.resume.plan_start`); `force`
+    accepts a recipe that differs from it, or a checkpoint without optimizer state.
+    """
     from rich.console import Console
+
+    from epx.preflight import check_launch_inputs, make_output_dir
+    from epx.resume import plan_start, record_resume
 
     console = Console(stderr=True)
     output_dir = Path(recipe.output_dir)
-    checkpoint = resume_checkpoint(output_dir, resume)
-    output_dir.mkdir(parents=True, exist_ok=True)
+    plan = plan_start(output_dir, recipe, resume=resume, force=force)
+    for name, why in plan.passed:
+        console.print(f"[yellow]{name} is unusable ({why}): passed over[/]", highlight=False)
+    metrics_path = output_dir / METRICS_FILE
+    if plan.finished:
+        console.print(
+            f"{output_dir} is finished (step {plan.finished_step} of grpo.max_steps "
+            f"{recipe.grpo.get('max_steps')}): nothing to train; raise grpo.max_steps to go on",
+            highlight=False,
+        )
+        curves = output_dir / "curves.png"
+        return TrainResult(output_dir, plan.finished_step or 0, metrics_path, curves)
+    check_launch_inputs(recipe)
+    make_output_dir(output_dir)
     configure_wandb(recipe, output_dir)
     main_process = int(os.environ.get("RANK", "0")) == 0  # torchrun / accelerate set RANK
     if main_process:
-        (output_dir / RECIPE_FILE).write_text(recipe_to_yaml(recipe))
+        if plan.checkpoint is None:
+            (output_dir / RECIPE_FILE).write_text(recipe_to_yaml(recipe))
+        else:
+            record_resume(output_dir, plan, recipe)
+    for key, old, new in plan.differences:
+        console.print(f"[yellow]--force: {key} was {old!r}, now {new!r}[/]", highlight=False)
 
     with console.status("Preparing model, data and trainer"):
         trainer = build_trainer(recipe)
+    checkpoint = str(plan.checkpoint) if plan.checkpoint else None
     console.print(
         f"[bold]epx train[/]: {recipe.model.name_or_path}, shaping={recipe.shaping.method}, "
         f"{trainer.args.max_steps} steps -> {output_dir}"
-        + (f" (resuming {Path(checkpoint).name})" if checkpoint else ""),
+        + (f" (resuming {plan.checkpoint.name})" if plan.checkpoint else ""),
         highlight=False,
     )
     trainer.train(resume_from_checkpoint=checkpoint)
     final = output_dir / "final"
     trainer.save_model(str(final))
     _finish_wandb()
-    metrics_path = output_dir / METRICS_FILE
     curves = None
     if main_process:
         curves = _report(recipe, output_dir, final, trainer.state.global_step, console)

@@ -16,19 +16,28 @@ def train_command(
         False, "--dry-run", help="Print the resolved recipe and GRPOConfig, then exit."
     ),
     resume: bool = typer.Option(
-        False, "--resume", help="Continue from the last checkpoint of the recipe's output_dir."
+        False, "--resume", help="Continue from the last usable checkpoint of the output_dir."
+    ),
+    force: bool = typer.Option(
+        False,
+        "--force",
+        help="With --resume: accept a recipe that differs from the checkpoint's in what changes "
+        "training, or a checkpoint without optimizer state (recorded in resumes.jsonl).",
     ),
 ) -> None:
     """Train with GRPO and PPL-/position-based advantage shaping, from a YAML recipe."""
+    from epx.errors import RecipeError
     from epx.recipe import load_recipe
 
+    if force and not resume:
+        raise RecipeError("--force only applies with --resume")
     recipe = load_recipe(recipe_path, overrides)
     if dry_run:
         _print_dry_run(recipe)
         return
     from epx.train import run_training
 
-    run_training(recipe, resume=resume)
+    run_training(recipe, resume=resume, force=force)
 
 
 def _print_dry_run(recipe) -> None:
@@ -36,16 +45,21 @@ def _print_dry_run(recipe) -> None:
     from rich.console import Console
     from rich.syntax import Syntax
 
+    from epx.preflight import check_launch_inputs
     from epx.recipe import recipe_to_yaml
     from epx.train import grpo_config
 
     config = grpo_config(recipe)
+    checked = check_launch_inputs(recipe)
     shown = {key: value for key, value in config.to_dict().items() if key in _SHOWN}
     console = Console()
     console.rule(f"resolved recipe ({recipe.source})")
     console.print(Syntax(recipe_to_yaml(recipe), "yaml"))
     console.rule("GRPOConfig (main fields; TRL's defaults for the rest)")
     console.print(Syntax(yaml.safe_dump(shown, sort_keys=True), "yaml"))
+    console.rule("checked (no model weights loaded)")
+    for line in checked:
+        console.print(f"ok  {line}", highlight=False)
 
 
 _SHOWN = {

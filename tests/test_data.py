@@ -64,7 +64,7 @@ def test_data_errors_name_file_line_and_fields(tmp_path):
     good = tmp_path / "good.jsonl"
     good.write_text(json.dumps({"question": "a", "answer": "1"}))
     with pytest.raises(
-        DataError, match=r"field\(s\) problem not in .*its fields are question, answer"
+        DataError, match=r"good.jsonl:1: no field 'problem' \(its fields are question, answer"
     ):
         build_train_dataset(DataSection(source=str(good)), NoChatTemplate())
     with pytest.raises(DataError, match="unknown built-in task 'builtin:nope'"):

@@ -32,12 +32,23 @@ def test_tiny_random_is_deterministic_and_round_trips_text():
     assert tokenizer.padding_side == "left" and tokenizer.pad_token != tokenizer.eos_token
 
 
+def write_checkpoint(folder, step: int) -> None:
+    """The files a usable checkpoint has: trainer_state.json and whole safetensors weights."""
+    import json
+    import struct
+
+    folder.mkdir()
+    (folder / "trainer_state.json").write_text(json.dumps({"global_step": step}))
+    header = json.dumps({"w": {"dtype": "F32", "shape": [2], "data_offsets": [0, 8]}}).encode()
+    (folder / "model.safetensors").write_bytes(struct.pack("<Q", len(header)) + header + b"\0" * 8)
+
+
 def test_latest_checkpoint_skips_saves_cut_short(tmp_path):
     for step, complete in ((2, True), (10, True), (12, False)):  # 12: killed while saving
-        folder = tmp_path / f"checkpoint-{step}"
-        folder.mkdir()
         if complete:
-            (folder / "trainer_state.json").write_text("{}")
+            write_checkpoint(tmp_path / f"checkpoint-{step}", step)
+        else:
+            (tmp_path / f"checkpoint-{step}").mkdir()
     (tmp_path / "checkpoint-x").mkdir()
     assert latest_checkpoint(tmp_path) == tmp_path / "checkpoint-10"  # 10 > 2 numerically
     assert latest_checkpoint(tmp_path / "missing") is None

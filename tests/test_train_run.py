@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from epx.errors import RunError
+from epx.errors import RunError, RunStateError
 from epx.recipe import load_recipe
 from epx.rewards import CountingReward
 from epx.train import build_trainer, run_training
@@ -125,12 +125,12 @@ def test_resume_continues_global_step(first_run):
 
 
 def test_existing_run_needs_resume(first_run):
-    with pytest.raises(RunError, match="pass --resume"):
+    with pytest.raises(RunStateError, match="pass --resume"):
         run_training(load_recipe(TINY, [f"output_dir={first_run}", "logging.mode=disabled"]))
 
 
 def test_resume_without_checkpoint_is_an_error(tmp_path):
-    with pytest.raises(RunError, match="no checkpoint-N folder"):
+    with pytest.raises(RunStateError, match="no checkpoint-N folder"):
         run_training(
             load_recipe(TINY, [f"output_dir={tmp_path}", "logging.mode=disabled"]), resume=True
         )

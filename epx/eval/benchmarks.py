@@ -193,8 +193,10 @@ def read_jsonl_problems(path: Path, name: str) -> list[Problem]:
     seen: set[str] = set()
     for number, row in iter_jsonl(path):
         for key in ("problem", "answer"):
-            if key not in row or row[key] is None or str(row[key]).strip() == "":
+            if key not in row:
                 raise DataError(f"{path}:{number}: missing field {key!r}")
+            if row[key] is None or str(row[key]).strip() == "":
+                raise DataError(f"{path}:{number}: field {key!r} is {_emptiness(row[key])}")
         problem_id = str(row.get("id", f"{name}-{len(problems)}"))
         if problem_id in seen:
             raise DataError(f"{path}:{number}: duplicate id {problem_id!r}")
@@ -203,6 +205,10 @@ def read_jsonl_problems(path: Path, name: str) -> list[Problem]:
     if not problems:
         raise DataError(f"benchmark file {path} holds no problems")
     return problems
+
+
+def _emptiness(value: Any) -> str:
+    return "null" if value is None else "empty"
 
 
 def _answer_text(answer: Any) -> str:
