@@ -164,6 +164,9 @@ def load_rows(cfg: DataSection, first: int | None = None) -> list[Located]:
 
 
 def _hub_rows(cfg: DataSection) -> list[dict[str, Any]]:
+    from epx.hub import prepare_hub_access
+
+    prepare_hub_access()
     import datasets
 
     try:

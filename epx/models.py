@@ -9,11 +9,13 @@ from __future__ import annotations
 
 import hashlib
 import os
+import re
 from pathlib import Path
 from typing import Any
 
 from epx.checkpoints import CHECKPOINT_PATTERN
 from epx.errors import ModelError
+from epx.hub import hub_offline, prepare_hub_access
 from epx.recipe import DataSection, ModelSection
 
 TINY_RANDOM = "tiny-random"
@@ -192,14 +194,53 @@ def lora_config(cfg: ModelSection) -> Any:
     )
 
 
+HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]*(/[\w.-]+)?$")
+
+
+def _looks_like_path(source: str) -> bool:
+    """A reference written as a path (never a hub id): absolute, relative, home, or nested."""
+    return source.startswith(("/", ".", "~")) or source.count("/") > 1 or "\\" in source
+
+
+def check_model_source(source: str) -> None:
+    """Fail in one line, before transformers tries, when `source` cannot be a model: a local
+    folder with cut weights, a path that does not exist, or a hub id while the hub is
+    unreachable (then only the local hub cache is used: HF_HUB_OFFLINE)."""
+    from epx.checkpoints import SHARD_INDEX, checkpoint_problem, safetensors_problem
+
+    path = Path(source).expanduser()
+    if path.is_dir():
+        if (path / "trainer_state.json").is_file():
+            problem = checkpoint_problem(path)
+        elif (path / SHARD_INDEX).is_file() or not (path / "model.safetensors").is_file():
+            problem = None  # sharded or another format: transformers reads it
+        else:
+            problem = safetensors_problem(path / "model.safetensors")
+        if problem:
+            raise ModelError(f"{source}: the model cannot be loaded: {problem}")
+        return
+    if path.exists():
+        return
+    if _looks_like_path(source) or not HUB_ID.match(source):
+        raise ModelError(f"{source}: no such local file or folder (and not a hub id owner/name)")
+    prepare_hub_access()
+
+
 def _from_pretrained(loader: Any, source: str, **kwargs: Any) -> Any:
     """`loader.from_pretrained` with a one-line ModelError instead of a hub traceback."""
+    check_model_source(source)
     try:
         return loader.from_pretrained(source, **kwargs)
-    except (OSError, ValueError) as error:
+    except Exception as error:  # OSError, ValueError, SafetensorError, ...: all one line
         local = Path(source).exists()
-        where = "local path" if local else "hub id (the hub may be unreachable)"
-        first_line = str(error).strip().splitlines()[0] if str(error).strip() else type(error)
+        if local:
+            where = "local path"
+        elif hub_offline():
+            where = "hub id (the hub is unreachable and it is not in the local hub cache)"
+        else:
+            where = "hub id"
+        text = str(error).strip()
+        first_line = text.splitlines()[0] if text else type(error).__name__
         raise ModelError(f"cannot load '{source}' as a {where}: {first_line}") from None
 
 

@@ -176,7 +176,8 @@ class EpxGRPOTrainer(GRPOTrainer):
 
     # ---- metrics --------------------------------------------------------------------------
     def _record_reward_counts(self) -> None:
-        """accuracy and reward/failures|timeouts from the reward functions' counters; abort on failures."""
+        """accuracy and reward/failures|timeouts from the reward functions' counters; abort when
+        failures and timeouts together pass reward.max_failure_rate."""
         totals = {"correct": 0, "total": 0, "failures": 0, "timeouts": 0, "scored": 0}
         has_correctness = False
         for reward_func in self.reward_funcs:
@@ -206,14 +207,13 @@ class EpxGRPOTrainer(GRPOTrainer):
             metrics["accuracy"].append(summed["correct"] / summed["total"])
         metrics["reward/failures"].append(summed["failures"])
         metrics["reward/timeouts"].append(summed["timeouts"])
-        if (
-            summed["scored"]
-            and summed["failures"] / summed["scored"] > self.max_reward_failure_rate
-        ):
+        failed = summed["failures"] + summed["timeouts"]  # a timeout is a scoring that failed
+        if summed["scored"] and failed / summed["scored"] > self.max_reward_failure_rate:
             raise RunError(
-                f"reward functions failed on {int(summed['failures'])} of {int(summed['scored'])} "
-                f"scorings at step {self.state.global_step + 1}, above reward.max_failure_rate="
-                f"{self.max_reward_failure_rate}; the last checkpoint in {self.args.output_dir} is kept"
+                f"reward functions failed on {int(failed)} of {int(summed['scored'])} scorings "
+                f"({int(summed['timeouts'])} timeouts) at step {self.state.global_step + 1}, "
+                f"above reward.max_failure_rate={self.max_reward_failure_rate}; the last "
+                f"checkpoint in {self.args.output_dir} is kept"
             )
 
     def _record_shaping(self, info: dict[str, torch.Tensor], mask: torch.Tensor) -> None:

@@ -65,7 +65,7 @@ def test_unknown_references_fail_in_one_line(tmp_path):
         load_model_and_tokenizer(ModelSection(name_or_path=str(tmp_path / "x.gguf")))
     with pytest.raises(ModelError, match="package 'no_such_pkg' is not installed"):
         resolve_package_path("pkg://no_such_pkg/model.gguf")
-    with pytest.raises(ModelError, match="cannot load"):
+    with pytest.raises(ModelError, match="missing-dir: no such local file or folder"):
         load_model_and_tokenizer(ModelSection(name_or_path=str(tmp_path / "missing-dir")))
 
 

@@ -151,7 +151,8 @@ def test_reward_failures_abort_the_run_with_a_clear_message(tmp_path):
     )
     trainer = build_trainer(recipe, reward_funcs=[BrokenReward()])
     with pytest.raises(
-        RunError, match=r"failed on 8 of 8 scorings at step 1, above reward.max_failure_rate=0.5"
+        RunError,
+        match=r"failed on 8 of 8 scorings \(0 timeouts\) at step 1, above reward.max_failure_rate=0.5",
     ):
         trainer.train()
 

@@ -225,6 +225,9 @@ def _answer_text(answer: Any) -> str:
 
 def _load_hub(benchmark: Benchmark, loader: Callable[..., Any] | None) -> list[Problem]:
     if loader is None:
+        from epx.hub import prepare_hub_access
+
+        prepare_hub_access()
         try:
             from datasets import load_dataset as loader
         except ImportError as error:  # pragma: no cover - datasets is a dependency

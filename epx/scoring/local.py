@@ -35,7 +35,7 @@ from epx.scoring.score import Score
 
 DEFAULT_DECIMALS = 6  # math-verify's float_rounding
 _CACHE_SIZE = 4_096  # parses kept per cache; a full cache is emptied
-_gold_cache: dict[str, _Gold] = {}
+_gold_cache: dict[str, object] = {}  # gold -> _Gold, or _UNREADABLE
 _answer_cache: dict[tuple[str, bool], tuple[object, ...]] = {}
 
 
@@ -110,16 +110,19 @@ def _float_rounding(gold: object) -> int:
     return DEFAULT_DECIMALS
 
 
-def _matches(golds: tuple[object, ...], answers: list[object], deadline: Deadline) -> bool:
+def _all_roundings(parses: list[object]) -> tuple[int, ...]:
+    return tuple(_float_rounding(parse) for parse in parses)
+
+
+def _matches(gold: _Gold, answers: list[object], deadline: Deadline) -> bool:
     """Whether any answer parse verifies against any gold parse (strings only against strings)."""
-    for gold in golds:
-        decimals = _float_rounding(gold)
+    for parsed, decimals in zip(gold.parses, gold.decimals, strict=True):
         for answer in answers:
-            if isinstance(gold, str) != isinstance(answer, str):
+            if isinstance(parsed, str) != isinstance(answer, str):
                 continue
             try:
                 if verify(
-                    gold,
+                    parsed,
                     answer,
                     float_rounding=decimals,
                     timeout_seconds=deadline.seconds(),
@@ -158,29 +161,58 @@ class _Gold:
     number (then only a number answers it) and whether it is itself a choice ("A or B")."""
 
     parses: tuple[object, ...]
+    decimals: tuple[int, ...]  # per parse: decimals its value is compared to
     parts: int
     numeric: bool
     hedge: bool
 
 
-def _gold(gold: str, deadline: Deadline) -> _Gold:
-    """The gold read once (cached: golds repeat across samples): every form's parses."""
+_UNREADABLE = object()  # in the gold cache: a gold whose parsing ran out of time
+
+
+def _gold(gold: str, timeout: float) -> _Gold:
+    """The gold read once, with a time budget of its own (cached: golds repeat across samples).
+
+    A gold that runs out of time is remembered as such: every later sample of it times out at
+    once instead of parsing it again (a garbage gold costs one timeout, not one per sample).
+    """
     cached = _gold_cache.get(gold)
+    if cached is _UNREADABLE:
+        raise TimeoutException("the gold answer could not be parsed in time")
     if cached is None:
-        found: list[object] = []
-        for latex in gold_candidates(gold):
-            found += _parse(latex, deadline, _NO_UNITS)
+        if len(_gold_cache) >= _CACHE_SIZE:
+            _gold_cache.clear()
+        deadline = Deadline(timeout)
+        try:
+            found: list[object] = []
+            for latex in gold_candidates(gold):
+                found += _parse(latex, deadline, _NO_UNITS)
+            # evaluating the value is where a power tower hangs: here, once, not per sample
+            decimals = signal_timeout(deadline.seconds())(_all_roundings)(found)
+        except (TimeoutException, MemoryError):
+            _gold_cache[gold] = _UNREADABLE
+            raise
         cleaned = clean_answer(gold)
         cached = _Gold(
             tuple(found),
+            decimals,
             forms.part_count(cleaned),
             forms.is_numeric(cleaned, letter_units=False),
             forms.is_hedge(cleaned),
         )
-        if len(_gold_cache) >= _CACHE_SIZE:
-            _gold_cache.clear()
         _gold_cache[gold] = cached
-    return cached
+    return cached  # type: ignore[return-value]
+
+
+def read_gold(gold: str, timeout: float = 10.0) -> bool:
+    """Parse the gold now (cached); False when it cannot be parsed in time. Main thread only."""
+    try:
+        _gold(gold, timeout)
+        return True
+    except (TimeoutException, MemoryError):
+        return False
+    except Exception:
+        return True  # a gold that fails to parse is compared as text later
 
 
 def _parse_answer(final: FinalAnswer, deadline: Deadline) -> _Answer:
@@ -207,13 +239,13 @@ def _form_verdict(final: FinalAnswer, gold: _Gold) -> str | None:
 
 def _is_correct(answer: _Answer, gold: _Gold, deadline: Deadline) -> bool:
     """Whether the answer matches the gold; parses it without unit stripping only if needed."""
-    if _matches(gold.parses, answer.parses, deadline):
+    if _matches(gold, answer.parses, deadline):
         return True
     if answer.unitless is None:
         return False
     more = _parse_boxed(answer.unitless, deadline, units=False)
     answer.parses += more
-    return _matches(gold.parses, more, deadline)
+    return _matches(gold, more, deadline)
 
 
 def score_local(
@@ -222,15 +254,15 @@ def score_local(
     """Score in this process; never raises on input. Main thread only (math-verify's alarms)."""
     if threading.current_thread() is not threading.main_thread():
         raise RuntimeError("score_local needs the main thread (math-verify uses signal.alarm)")
-    deadline = Deadline(timeout)
     final = final_answer(completion, strictness)
     text, boxed = final.text, final.boxed
     if text is None:
         return Score("unparsed", None, False)
     try:
+        gold_info = _gold(gold, timeout)  # first: a gold known to be unreadable costs nothing
+        deadline = Deadline(timeout)
         answer = _parse_answer(final, deadline)
         is_math = any(not isinstance(a, str) for a in answer.parses)
-        gold_info = _gold(gold, deadline)
         verdict = _form_verdict(final, gold_info)
         if verdict is not None and is_math:  # hedges get no key: they never win a vote
             key = None if final.hedged else _key(answer.parses, deadline)

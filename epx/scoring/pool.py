@@ -43,7 +43,7 @@ _POLL_SECONDS = 0.05
 _MAX_ATTEMPTS = 3  # a chunk whose worker dies before starting it is retried this often
 
 _Item = tuple[str, str]
-_Row = tuple[str, str | None, bool, str | None]
+_Row = tuple[str, str | None, bool, str | None, bool]  # a Score's fields, gold readable
 
 
 def default_workers() -> int:
@@ -66,7 +66,7 @@ def _worker_main(conn: Connection, progress: Any) -> None:
     """A worker's loop: score chunks until told to stop (None) or the parent goes away."""
     _limit_memory()
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the parent's business
-    from epx.scoring.local import score_local
+    from epx.scoring.local import read_gold, score_local
 
     while True:
         try:
@@ -78,10 +78,12 @@ def _worker_main(conn: Connection, progress: Any) -> None:
         items, timeout, strictness = message
         rows: list[_Row] = []
         for index, (completion, gold) in enumerate(items):
-            progress[1] = time.monotonic()  # start time first: the parent reads index first
+            progress[1], progress[2] = time.monotonic(), 0.0  # the parent reads index first
             progress[0] = index
+            readable = read_gold(gold, timeout)  # phase 0: the gold (cached after its first use)
+            progress[1], progress[2] = time.monotonic(), 1.0
             score = score_local(completion, gold, timeout, strictness)
-            rows.append((score.status, score.answer, score.boxed, score.key))
+            rows.append((score.status, score.answer, score.boxed, score.key, readable))
         conn.send(rows)
 
 
@@ -113,7 +115,7 @@ class _Worker:
     """One worker process, its pipe, its progress cell and the job it is running."""
 
     def __init__(self, ctx: Any) -> None:
-        self.progress = ctx.RawArray("d", [-1.0, 0.0])
+        self.progress = ctx.RawArray("d", [-1.0, 0.0, 0.0])  # index, start time, phase
         parent_end, child_end = ctx.Pipe()
         self.process = ctx.Process(
             target=_worker_main, args=(child_end, self.progress), daemon=True, name="epx-scorer"
@@ -133,6 +135,10 @@ class _Worker:
     def running_index(self) -> int:
         """Index (in its chunk) of the item being scored (the last one once done); -1 before."""
         return int(self.progress[0])
+
+    def reading_gold(self) -> bool:
+        """Whether the item being scored is still parsing its gold answer."""
+        return self.running_index() >= 0 and self.progress[2] == 0.0
 
     def overdue(self, now: float, limit: float) -> bool:
         """Whether the item being scored ran past ``limit`` s, or the job never started."""
@@ -229,24 +235,36 @@ class _Pool:
                 continue
             job, worker.job = worker.job, None
             for index, row in zip(job.indices, rows, strict=True):  # type: ignore[union-attr]
-                batch.results[index] = Score(*row)
+                batch.results[index] = Score(*row[:4])
+                if not row[4]:  # the gold could not be read in time: never again in this process
+                    _remember_unreadable(batch.items[index][1])
 
     def _kill_overdue(self, batch: _Batch) -> None:
         now = time.monotonic()
         for conn, worker in list(batch.busy.items()):
             if worker.overdue(now, batch.timeout + GRACE_SECONDS):
                 del batch.busy[conn]
-                self._lost(worker, batch)
+                self._lost(worker, batch, overdue=True)
 
-    def _lost(self, worker: _Worker, batch: _Batch) -> None:
-        """A worker was killed or died: its running item times out, the rest go back in line."""
+    def _lost(self, worker: _Worker, batch: _Batch, overdue: bool = False) -> None:
+        """A worker was killed or died: its running item times out, the rest go back in line.
+
+        Killed for overrunning while it parsed a gold answer: that gold hangs, so its other
+        samples time out unscored (and later calls skip it too)."""
         job, index = worker.job, worker.running_index()
+        gold_stuck = overdue and worker.reading_gold()
         self._replace(worker)
         if job is None:
             return
         if 0 <= index < len(job.indices):
-            batch.time_out([job.indices[index]])
+            stuck = job.indices[index]
+            batch.time_out([stuck])
             rest = job.indices[:index] + job.indices[index + 1 :]
+            if gold_stuck:  # the gold itself hangs: its other samples time out unscored
+                gold = batch.items[stuck][1]
+                _remember_unreadable(gold)
+                batch.time_out([i for i in rest if batch.items[i][1] == gold])
+                rest = [i for i in rest if batch.items[i][1] != gold]
             if rest:
                 batch.pending.appendleft(_Job(rest))
         elif job.attempts + 1 < _MAX_ATTEMPTS:
@@ -265,11 +283,11 @@ class _Batch:
         self.timeout = timeout
         self.strictness = strictness
         self.results: list[Score | None] = [None] * len(items)
+        known_bad = [i for i, (_, gold) in enumerate(items) if gold in _unreadable_golds]
+        self.time_out(known_bad)
+        todo = [i for i in range(len(items)) if self.results[i] is None]
         size = max(1, min(CHUNK_SIZE, chunk_size))
-        self.pending = deque(
-            _Job(list(range(start, min(start + size, len(items)))))
-            for start in range(0, len(items), size)
-        )
+        self.pending = deque(_Job(chunk) for chunk in chunks_by_gold(todo, items, size))
         self.busy: dict[Connection, _Worker] = {}
 
     def time_out(self, indices: list[int]) -> None:
@@ -281,6 +299,39 @@ class _Batch:
             s or _timeout_score(self.items[i][0], self.strictness)
             for i, s in enumerate(self.results)
         ]
+
+
+def chunks_by_gold(indices: list[int], items: list[_Item], size: int) -> list[list[int]]:
+    """Chunks of about `size` items in which the samples of one gold stay together (so one
+    worker parses each gold once); a gold with more than `size` samples spans chunks."""
+    groups: dict[str, list[int]] = {}
+    for index in indices:
+        groups.setdefault(items[index][1], []).append(index)
+    chunks: list[list[int]] = []
+    current: list[int] = []
+    for group in groups.values():
+        if current and len(current) + len(group) > size:
+            chunks.append(current)
+            current = []
+        for start in range(0, len(group), size):
+            piece = group[start : start + size]
+            if current and len(current) + len(piece) > size:
+                chunks.append(current)
+                current = []
+            current.extend(piece)
+    if current:
+        chunks.append(current)
+    return chunks
+
+
+_UNREADABLE_LIMIT = 10_000
+_unreadable_golds: dict[str, None] = {}  # golds that hung a worker: their samples time out at once
+
+
+def _remember_unreadable(gold: str) -> None:
+    if len(_unreadable_golds) >= _UNREADABLE_LIMIT:
+        _unreadable_golds.pop(next(iter(_unreadable_golds)))
+    _unreadable_golds[gold] = None
 
 
 _pool: _Pool | None = None
