@@ -233,7 +233,7 @@ def check_data_source(cfg: DataSection, first: int = 5) -> str:
     for where, row in rows:
         checked = row_problem(where, row, cfg)
         if isinstance(checked, str) and cfg.bad_rows == "error":
-            raise DataError(checked)
+            raise DataError(f"{checked} (or set data.bad_rows: skip)")
     return f"{cfg.source}: found, first {len(rows)} rows have {cfg.problem_field}/{cfg.answer_field}"
 
 

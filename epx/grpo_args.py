@@ -1,10 +1,13 @@
-"""From a recipe to GRPOConfig arguments: epx's defaults for the hardware at hand, and GRPO's batch rules.
+"""From a recipe to GRPOConfig arguments: epx's defaults for the hardware at hand, the values no
+run can use, and GRPO's batch rules.
 
-Pure (no torch): `--dry-run` and the tests use it without loading anything heavy.
+`grpo_kwargs` is pure (no torch): the tests use it without loading anything heavy; `grpo_config`
+builds TRL's GRPOConfig for this machine.
 """
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import Any
 
@@ -130,3 +133,21 @@ def check_batch_rules(kwargs: dict[str, Any], *, has_gpu: bool, num_processes: i
         for name in GPU_ONLY:
             if kwargs.get(name):
                 raise RecipeError(f"grpo.{name}: needs a GPU and none is present; set it to false")
+def grpo_config(recipe: Recipe) -> Any:
+    """The recipe's `trl.GRPOConfig` for this machine; TRL's own checks become one-line errors."""
+    from epx.quiet import quiet_libraries
+
+    quiet_libraries()  # before TRL's first import
+    from trl import GRPOConfig
+
+    from epx.models import has_gpu
+
+    num_processes = int(os.environ.get("WORLD_SIZE", "1"))
+    kwargs = grpo_kwargs(recipe, has_gpu=has_gpu(), num_processes=num_processes)
+    try:
+        return GRPOConfig(**kwargs)
+    except (ValueError, TypeError) as error:
+        first = str(error).strip().splitlines()[0]
+        raise RecipeError(f"{recipe.source}: grpo: {first}") from None
+
+

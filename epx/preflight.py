@@ -43,8 +43,10 @@ def check_launch_inputs(recipe: Recipe) -> list[str]:
     """Every check of a launch that needs no model weights; returns what was checked."""
     from epx.data import BUILTIN_PREFIX, check_data_source
     from epx.eval.benchmarks import REGISTRY, load_benchmark, resolve_data_dir
+    from epx.grpo_args import grpo_config
 
     where = recipe.source or "<recipe>"
+    grpo_config(recipe)  # the values no run can use, GRPO's batch rules, TRL's own checks
     check_output_dir(recipe.output_dir)
     try:
         checked = [check_data_source(recipe.data)]

@@ -99,7 +99,8 @@ def plot_curves(path: str | Path, out_png: str | Path) -> Path | None:
                 line[0].set_label(label)
         axis.set_title(title, fontsize=9, loc="left")
         axis.grid(alpha=0.3)
-        axis.legend(fontsize=8, loc="best")
+        if axis.get_legend_handles_labels()[0]:
+            axis.legend(fontsize=8, loc="best")
     axes[-1].set_ylim(-0.15, 1.15)
     axes[-1].set_yticks([0, 1])
     axes[-1].set_xlabel("global step")

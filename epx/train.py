@@ -81,7 +81,7 @@ def run_training(recipe: Recipe, *, resume: bool = False, force: bool = False) -
     from epx.preflight import check_launch_inputs, make_output_dir
     from epx.resume import plan_start, record_resume
 
-    console = Console(stderr=True)
+    console = Console(stderr=True, soft_wrap=True)  # a line stays one line in logs and pipes
     output_dir = Path(recipe.output_dir)
     plan = plan_start(output_dir, recipe, resume=resume, force=force)
     for name, why in plan.passed:
@@ -159,22 +159,6 @@ def _report(recipe: Recipe, output_dir: Path, final: Path, steps: int, console: 
     return curves
 
 
-def grpo_config(recipe: Recipe) -> Any:
-    """The recipe's `trl.GRPOConfig` for this machine; TRL's own checks become one-line errors."""
-    from trl import GRPOConfig
-
-    from epx.grpo_args import grpo_kwargs
-    from epx.models import has_gpu
-
-    num_processes = int(os.environ.get("WORLD_SIZE", "1"))
-    kwargs = grpo_kwargs(recipe, has_gpu=has_gpu(), num_processes=num_processes)
-    try:
-        return GRPOConfig(**kwargs)
-    except (ValueError, TypeError) as error:
-        first = str(error).strip().splitlines()[0]
-        raise RecipeError(f"{recipe.source}: grpo: {first}") from None
-
-
 def build_trainer(recipe: Recipe, reward_funcs: list[Any] | None = None) -> Any:
     """The EpxGRPOTrainer of `recipe` (model, tokenizer, data, rewards, callbacks), not yet run.
 
@@ -193,10 +177,11 @@ def build_trainer(recipe: Recipe, reward_funcs: list[Any] | None = None) -> Any:
         StageCallback,
     )
     from epx.data import build_train_dataset
+    from epx.grpo_args import grpo_config
     from epx.models import load_model, load_tokenizer, lora_config
     from epx.trainer import EpxGRPOTrainer
 
-    args = grpo_config(recipe)
+    args = grpo_config(recipe)  # built (and checked) in `check_launch_inputs` already
     tokenizer = load_tokenizer(recipe.model, padding_side="left")
     model = load_model(recipe.model, tokenizer)
     dataset = build_train_dataset(recipe.data, tokenizer)

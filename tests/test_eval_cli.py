@@ -140,10 +140,10 @@ def test_raising_the_limit_keeps_complete_chunks(tmp_path):
     assert grown.benches["aime24"].metrics == fresh.benches["aime24"].metrics
 
 
-def test_settings_mismatch_is_one_line_and_exit_1(tmp_path):
+def test_settings_mismatch_is_one_line_and_exit_2(tmp_path):
     assert invoke(eval_args(tmp_path, bench="aime24")).exit_code == 0
     result = invoke(eval_args(tmp_path, "--temperature", "0.7", bench="aime24"))
-    assert result.exit_code == 1
+    assert result.exit_code == 2
     assert result.stderr.count("\n") == 1 and "Traceback" not in result.stderr
     assert "sampling.temperature: 0.6 there, 0.7 now" in result.stderr
     assert (
@@ -222,7 +222,7 @@ def test_arithmetic_bench_reports_the_truncated_share_and_strictness_is_a_settin
     assert summary["metrics"]["eval/arithmetic/truncated"] == pytest.approx(cut)
     assert "truncated %" in result.stdout
     other = invoke([*args, "--strictness", "boxed"])  # another scorer: the dir's samples differ
-    assert other.exit_code == 1 and "scoring.strictness: 'final' there, 'boxed' now" in other.stderr
+    assert other.exit_code == 2 and "scoring.strictness: 'final' there, 'boxed' now" in other.stderr
     assert invoke([*args[:-2], "--strictness", "loose"]).exit_code == 2
 
 

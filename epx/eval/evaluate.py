@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from epx.errors import EpxError, ModelError, RunError
+from epx.errors import EpxError, ModelError, RunError, RunStateError
 from epx.eval.generate import Generator, SamplingSettings
 from epx.eval.runner import BenchResult, Processes, PromptFn, evaluate_benchmarks
 
@@ -90,6 +90,9 @@ def run_eval(options: EvalOptions, console: Any = None) -> EvalResult:
         if options.output_dir
         else default_output_dir(options.model, settings)
     )
+    from epx.preflight import check_output_dir
+
+    check_output_dir(output_dir, "--output-dir")
     bench_data = {b.name: {"fingerprint": b.fingerprint, "source": b.source} for b in benches}
     check_settings(output_dir, settings, bench_data, resume=options.resume)
 
@@ -99,7 +102,9 @@ def run_eval(options: EvalOptions, console: Any = None) -> EvalResult:
     settings.update(loaded)
     stored = check_settings(output_dir, settings, bench_data, resume=options.resume)
     if processes.is_main:
-        output_dir.mkdir(parents=True, exist_ok=True)
+        from epx.preflight import make_output_dir
+
+        make_output_dir(output_dir, "--output-dir")
         from epx.eval.report import write_json
 
         if not options.resume:  # start over: no samples from other settings may stay
@@ -225,20 +230,20 @@ def check_settings(
             stored = json.loads(path.read_text(encoding="utf-8"))
         except json.JSONDecodeError:
             message = f"{path} is not valid JSON; remove it or pass another --output-dir"
-            raise RunError(message) from None
+            raise RunStateError(message) from None
     stored_benches = dict(stored.get("benches", {}))
     if resume:
         for key, value in settings.items():
             if key in stored and stored[key] != value:
                 difference = _difference(key, stored[key], value)
-                raise RunError(
+                raise RunStateError(
                     f"{output_dir} holds an eval with other settings ({difference}); "
                     "pass another --output-dir, or --no-resume to start over there"
                 )
         for name, data in bench_data.items():
             old = stored_benches.get(name)
             if old is not None and old.get("fingerprint") != data["fingerprint"]:
-                raise RunError(
+                raise RunStateError(
                     f"{output_dir}: benchmark {name} has changed since it was evaluated there "
                     f"({old.get('source')} -> {data['source']}); pass another --output-dir "
                     "or --no-resume"
