@@ -11,7 +11,9 @@ import typer
 def register(app: typer.Typer, wrap: Callable[[Callable[..., Any]], Callable[..., Any]]) -> None:
     """Attach every command; `wrap` maps EpxError to one line and an exit code."""
     from epx.eval.command import eval_command
-    from epx.train_command import train_command
+    from epx.sweep.command import sweep_command
+    from epx.train.command import train_command
 
     app.command("train")(wrap(train_command))
     app.command("eval")(wrap(eval_command))
+    app.command("sweep")(wrap(sweep_command))

@@ -7,9 +7,11 @@ merged for generation).
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import os
 import re
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -244,6 +246,21 @@ def _from_pretrained(loader: Any, source: str, **kwargs: Any) -> Any:
         raise ModelError(f"cannot load '{source}' as a {where}: {first_line}") from None
 
 
+@contextlib.contextmanager
+def _gguf_bar_off() -> Iterator[None]:
+    """transformers' GGUF converter draws a tqdm bar of its own: epx shows a status line."""
+    import functools
+
+    from transformers import modeling_gguf_pytorch_utils as gguf_utils
+
+    bar = gguf_utils.tqdm
+    gguf_utils.tqdm = functools.partial(bar, disable=True)
+    try:
+        yield
+    finally:
+        gguf_utils.tqdm = bar
+
+
 def _dequantised_gguf(gguf_path: Path) -> Path:
     """Convert a .gguf file once to an ordinary float32 checkpoint in the cache; return its dir.
 
@@ -260,7 +277,10 @@ def _dequantised_gguf(gguf_path: Path) -> Path:
     from rich.console import Console
     from transformers import AutoModelForCausalLM, AutoTokenizer, GgufConfig
 
-    with Console(stderr=True).status(f"Dequantising {gguf_path.name} (once; cached in {target})"):
+    with (
+        Console(stderr=True).status(f"Dequantising {gguf_path.name} (once; cached in {target})"),
+        _gguf_bar_off(),
+    ):
         folder, name = str(gguf_path.parent), gguf_path.name
         tokenizer = AutoTokenizer.from_pretrained(folder, gguf_file=name)
         model = AutoModelForCausalLM.from_pretrained(

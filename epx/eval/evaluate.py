@@ -90,7 +90,7 @@ def run_eval(options: EvalOptions, console: Any = None) -> EvalResult:
         if options.output_dir
         else default_output_dir(options.model, settings)
     )
-    from epx.preflight import check_output_dir
+    from epx.paths import check_output_dir
 
     check_output_dir(output_dir, "--output-dir")
     bench_data = {b.name: {"fingerprint": b.fingerprint, "source": b.source} for b in benches}
@@ -102,7 +102,7 @@ def run_eval(options: EvalOptions, console: Any = None) -> EvalResult:
     settings.update(loaded)
     stored = check_settings(output_dir, settings, bench_data, resume=options.resume)
     if processes.is_main:
-        from epx.preflight import make_output_dir
+        from epx.paths import make_output_dir
 
         make_output_dir(output_dir, "--output-dir")
         from epx.eval.report import write_json

@@ -73,13 +73,14 @@ def build_reward_functions(recipe: Recipe, max_completion_length: int) -> tuple[
 def run_training(recipe: Recipe, *, resume: bool = False, force: bool = False) -> TrainResult:
     """Train the recipe's model with GRPO and its shaping; returns where everything went.
 
-    `resume` continues from the newest usable checkpoint (`epx.resume.plan_start`); `force`
+    `resume` continues from the newest usable checkpoint (`epx.train.resume.plan_start`); `force`
     accepts a recipe that differs from it, or a checkpoint without optimizer state.
     """
     from rich.console import Console
 
-    from epx.preflight import check_launch_inputs, make_output_dir
-    from epx.resume import plan_start, record_resume
+    from epx.paths import make_output_dir
+    from epx.train.preflight import check_launch_inputs
+    from epx.train.resume import plan_start, record_resume
 
     console = Console(stderr=True, soft_wrap=True)  # a line stays one line in logs and pipes
     output_dir = Path(recipe.output_dir)
@@ -128,7 +129,7 @@ def run_training(recipe: Recipe, *, resume: bool = False, force: bool = False) -
 
 def _report(recipe: Recipe, output_dir: Path, final: Path, steps: int, console: Any) -> Path | None:
     """The end of a run: summary table, curves, the held-out check before/after, model card."""
-    from epx.report import (
+    from epx.train.report import (
         before_after,
         plot_curves,
         render_before_after,
@@ -169,17 +170,17 @@ def build_trainer(recipe: Recipe, reward_funcs: list[Any] | None = None) -> Any:
     quiet_libraries()  # before transformers' trainer modules are imported
     from transformers import PrinterCallback, ProgressCallback
 
-    from epx.callbacks import (
+    from epx.data import build_train_dataset
+    from epx.models import load_model, load_tokenizer, lora_config
+    from epx.train.callbacks import (
         MetricsFileCallback,
         RecipeSnapshotCallback,
         RichProgressCallback,
         SamplesFileCallback,
         StageCallback,
     )
-    from epx.data import build_train_dataset
-    from epx.grpo_args import grpo_config
-    from epx.models import load_model, load_tokenizer, lora_config
-    from epx.trainer import EpxGRPOTrainer
+    from epx.train.grpo_args import grpo_config
+    from epx.train.trainer import EpxGRPOTrainer
 
     args = grpo_config(recipe)  # built (and checked) in `check_launch_inputs` already
     tokenizer = load_tokenizer(recipe.model, padding_side="left")

@@ -16,10 +16,10 @@ from typing import Any
 import torch
 from trl import GRPOTrainer
 
-from epx.callbacks import SamplesFileCallback, StageCallback
 from epx.errors import RunError
 from epx.recipe import ShapingSection
 from epx.shaping import apply_shaping, ppl_weights, sequence_log_ppl
+from epx.train.callbacks import SamplesFileCallback, StageCallback
 
 ROW_KEY = "epx_row"  # a completion's index in its generation batch, for shaping at loss time
 

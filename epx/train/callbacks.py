@@ -12,8 +12,8 @@ from typing import Any
 from transformers import TrainerCallback
 from transformers.trainer_callback import ExportableState
 
-from epx.resume import SUMMARY_FILE
 from epx.stage import StageParams, StageTracker
+from epx.train.resume import SUMMARY_FILE
 
 
 class StageCallback(TrainerCallback, ExportableState):

@@ -45,10 +45,10 @@ def _print_dry_run(recipe) -> None:
     from rich.console import Console
     from rich.syntax import Syntax
 
-    from epx.grpo_args import grpo_config
-    from epx.preflight import check_launch_inputs
     from epx.quiet import quiet_libraries
     from epx.recipe import recipe_to_yaml
+    from epx.train.grpo_args import grpo_config
+    from epx.train.preflight import check_launch_inputs
 
     quiet_libraries()
 

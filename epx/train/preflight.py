@@ -1,0 +1,41 @@
+"""The checks a launch runs before any model weights load; `--dry-run` runs the same ones.
+
+Each raises an `EpxError` with one line (which file or option, which key, what was expected):
+the GRPO values and batch rules, the reward functions' parameters, the output dir can be created
+and written, the training data source exists and its first rows have a problem and an answer,
+the built-in task and every eval benchmark name is known.
+"""
+
+from __future__ import annotations
+
+from epx.errors import DataError
+from epx.paths import check_output_dir
+from epx.recipe import Recipe
+
+
+def check_launch_inputs(recipe: Recipe) -> list[str]:
+    """Every check of a launch that needs no model weights; returns what was checked."""
+    from epx.data import BUILTIN_PREFIX, check_data_source
+    from epx.eval.benchmarks import REGISTRY, load_benchmark, resolve_data_dir
+    from epx.train.grpo_args import grpo_config
+    from epx.train.run import build_reward_functions
+
+    where = recipe.source or "<recipe>"
+    args = grpo_config(recipe)  # the values no run can use, GRPO's batch rules, TRL's own checks
+    build_reward_functions(recipe, args.max_completion_length)  # their parameters, e.g. a buffer
+    check_output_dir(recipe.output_dir)
+    try:
+        checked = [check_data_source(recipe.data)]
+    except DataError as error:
+        raise DataError(f"{where}: {error}") from None
+    task = recipe.data.task if recipe.data.source == BUILTIN_PREFIX + "arithmetic" else None
+    for name in recipe.eval.benches:
+        try:
+            if name in REGISTRY and resolve_data_dir(recipe.eval.data_dir) is None:
+                checked.append(f"eval {name}: from the hub ({REGISTRY[name].hub_id}) at launch")
+                continue
+            bench = load_benchmark(name, recipe.eval.data_dir, task=task)
+        except DataError as error:
+            raise DataError(f"{where}: eval.benches: {error}") from None
+        checked.append(f"eval {name}: {len(bench.problems)} problems ({bench.source})")
+    return checked
