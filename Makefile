@@ -31,6 +31,8 @@ bench: $(STAMP)
 	$(BIN)/python benchmarks/scorer_throughput.py
 	$(BIN)/python benchmarks/shaping_overhead.py
 	$(BIN)/python benchmarks/eval_throughput.py
+	$(BIN)/python benchmarks/sweep_scaling.py
+	$(BIN)/python benchmarks/demo_learning.py
 
 clean:
 	rm -rf $(VENV) runs .pytest_cache .ruff_cache
