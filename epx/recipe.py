@@ -159,6 +159,53 @@ class ShapingSection(Section):
     )
     ppl: PplSection = Field(default_factory=PplSection)
     position: PositionSection = Field(default_factory=PositionSection)
+    # the interventions: restrict the policy update to a subset of tokens (epx.interventions)
+    update_only: Literal["all", "positive", "negative"] = Field(
+        "all", description="Update on all tokens, or only positive- / negative-advantage ones."
+    )
+    max_token_prob: float | None = Field(
+        None, gt=0.0, le=1.0, description="Only tokens whose probability is at most this (ref: 0.95)."
+    )
+    entropy_quantile: float | None = Field(
+        None,
+        gt=0.0,
+        le=1.0,
+        description="Only the top fraction of tokens by entropy (TRL's top_entropy_quantile).",
+    )
+    ppl_quantile: tuple[float, float] | None = Field(
+        None, description="Only samples whose in-group log-PPL quantile is in [lo, hi] (0 lowest)."
+    )
+    position_range: tuple[float, float] | None = Field(
+        None, description="Only tokens whose relative position t/|o| is in [lo, hi]."
+    )
+
+    @model_validator(mode="after")
+    def _ordered_ranges(self) -> ShapingSection:
+        for name in ("ppl_quantile", "position_range"):
+            value = getattr(self, name)
+            if value is not None and not 0.0 <= value[0] <= value[1] <= 1.0:
+                raise ValueError(f"shaping.{name} must be [lo, hi] with 0 <= lo <= hi <= 1")
+        return self
+
+    @property
+    def restricts_update(self) -> bool:
+        """Whether an intervention other than TRL's entropy quantile drops tokens."""
+        return (
+            self.update_only != "all"
+            or self.max_token_prob is not None
+            or self.ppl_quantile is not None
+            or self.position_range is not None
+        )
+
+
+class AnalysisSection(Section):
+    every_n_steps: int = Field(
+        10, ge=0, description="Save a sample of rollouts every N steps for `epx analyze` (0: off)."
+    )
+    max_samples_per_step: int = Field(64, gt=0, description="Rollouts kept per saved step.")
+    token_stats: bool = Field(
+        True, description="Also keep per-token ids, entropies, log-probs, positions, advantages."
+    )
 
 
 class RewardFunctionSpec(BaseModel):
@@ -235,6 +282,7 @@ class Recipe(Section):
     reward: RewardSection = Field(default_factory=RewardSection)
     logging: LoggingSection = Field(default_factory=LoggingSection)
     eval: EvalSection = Field(default_factory=EvalSection)
+    analysis: AnalysisSection = Field(default_factory=AnalysisSection)
     output_dir: str = Field("", description="Checkpoints, metrics.jsonl and W&B files of the run.")
     source: str | None = Field(None, description="The file this recipe was read from.")
 

@@ -132,7 +132,6 @@ def advantages_reaching_the_loss(trainer, output, shuffle_seed: int | None = Non
     order = output.pop("order")
     trainer.model.zero_grad()
     trainer._compute_loss(trainer.model, output)  # TRL's loss; shaping may happen in its forward
-    assert "epx_row" not in output
     return output["advantages"], order
 
 
@@ -207,3 +206,40 @@ def test_plateau_schedule_follows_the_stage_detector(tmp_path):
     assert not trainer.position_active()
     trainer.stage_callback().tracker.plateau_step = 7  # as the detector sets it
     assert trainer.position_active()
+
+
+@pytest.mark.parametrize(
+    ("overrides", "keeps"),
+    [
+        (["shaping.update_only=negative"], lambda a, t, n, p, q: a < 0),
+        (["shaping.update_only=positive", "shaping.position_range=[0.5, 1.0]"],
+         lambda a, t, n, p, q: a > 0 and t / n >= 0.5),
+        (["shaping.max_token_prob=0.0099"], lambda a, t, n, p, q: p <= 0.0099),  # ~1/101 each
+        (["shaping.ppl_quantile=[0.0, 0.5]"], lambda a, t, n, p, q: q <= 0.5),
+    ],
+    ids=["negative only", "positive, second half", "token prob <= 0.0099", "low-PPL half"],
+)  # fmt: skip
+def test_interventions_keep_exactly_their_tokens_in_the_loss(tmp_path, overrides, keeps):
+    """Written out by hand per token: TRL's advantage where the intervention keeps the token,
+    0 elsewhere (method none: no shaping on top)."""
+    trainer = make_trainer(tmp_path, "shaping.method=none", *overrides)
+    output = generate(trainer, batch_of(trainer))
+    mask, plain = output["completion_mask"], output["advantages"].clone()
+    logps = reference_logps(trainer.model, output, trainer.args.temperature)
+    B, T = mask.shape
+    log_ppl = [-(logps[i][mask[i].bool()]).sum().item() / mask[i].sum().item() for i in range(B)]
+    rank = [sorted(log_ppl[g * G : (g + 1) * G]).index(v) for g in range(B // G)
+            for v in log_ppl[g * G : (g + 1) * G]]  # fmt: skip
+    expected = torch.zeros(B, T, dtype=torch.float64)
+    kept = 0
+    for i in range(B):
+        n = int(mask[i].sum())
+        for t in range(n):
+            if keeps(plain[i].item(), t, n, logps[i, t].exp().item(), rank[i] / (G - 1)):
+                expected[i, t] = plain[i].item()
+                kept += 1
+    assert 0 < int((expected != 0).sum()) < int((plain.unsqueeze(1) * mask != 0).sum())  # not vacuous
+    reached, order = advantages_reaching_the_loss(trainer, output, shuffle_seed=5)
+    torch.testing.assert_close(reached.double(), expected[order], atol=1e-6, rtol=1e-5)
+    share = trainer._metrics["train"]["shaping/update/kept_share"][-1]
+    assert share == pytest.approx(kept / int(mask.sum()))

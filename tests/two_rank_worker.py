@@ -53,6 +53,7 @@ def main(out_dir: Path) -> None:
     deferred = shuffle_sequence_dict(deferred)
     order = deferred.pop("order")
     trainer._position_on = False
+    trainer._at_loss = True  # what _generate_and_score_completions decides for this setup
     trainer.current_gradient_accumulation_steps = 1
     trainer._compute_loss(trainer.model, deferred)
     valid = mask[order].bool()

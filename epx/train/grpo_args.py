@@ -67,6 +67,15 @@ def grpo_kwargs(recipe: Recipe, *, has_gpu: bool, num_processes: int = 1) -> dic
     if not has_gpu:
         kwargs.update(CPU_DEFAULTS)
     kwargs.update(recipe.grpo)
+    quantile = recipe.shaping.entropy_quantile
+    if quantile is not None:  # TRL's own high-entropy token mask does this job
+        if "top_entropy_quantile" in recipe.grpo and recipe.grpo["top_entropy_quantile"] != quantile:
+            raise RecipeError(
+                f"{recipe.source}: shaping.entropy_quantile ({quantile}) and "
+                f"grpo.top_entropy_quantile ({recipe.grpo['top_entropy_quantile']}) disagree; "
+                "set one of them"
+            )
+        kwargs["top_entropy_quantile"] = quantile
     kwargs["output_dir"] = recipe.output_dir
     kwargs["run_name"] = recipe.logging.run_name or Path(recipe.source or "run").stem
     kwargs["report_to"] = ["wandb"] if recipe.logging.mode != "disabled" else "none"

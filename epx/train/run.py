@@ -209,6 +209,7 @@ def build_trainer(recipe: Recipe, reward_funcs: list[Any] | None = None) -> Any:
         callbacks=callbacks,
         shaping=recipe.shaping,
         max_reward_failure_rate=recipe.reward.max_failure_rate,
+        analysis=recipe.analysis,
     )
     for default in (ProgressCallback, PrinterCallback):
         trainer.remove_callback(default)

@@ -11,17 +11,25 @@ before TRL reads the advantages and costs no extra forward. Tested against TRL 1
 from __future__ import annotations
 
 import math
+from pathlib import Path
 from typing import Any
 
 import torch
 from trl import GRPOTrainer
 
 from epx.errors import RunError
-from epx.recipe import ShapingSection
+from epx.interventions import group_quantile_mask, position_mask, probability_mask, sign_mask
+from epx.recipe import AnalysisSection, ShapingSection
 from epx.shaping import apply_shaping, ppl_weights, sequence_log_ppl
 from epx.train.callbacks import SamplesFileCallback, StageCallback
+from epx.train.rollouts import prompt_id, rollout_rows, write_rollouts
 
-ROW_KEY = "epx_row"  # a completion's index in its generation batch, for shaping at loss time
+ROW_KEY = "epx_row"  # a completion's index in its generation batch (process-major)
+INFO_PREFIX = "epx_"  # per-completion facts for the rollout records: epx_reward, ...
+INFO_NAMES = ("prompt", "reward", "correct", "advantage", "truncated")
+KEEP_ROW_KEY = "epx_keep_row"  # 1/0 per completion: inside shaping.ppl_quantile
+ORIGINAL_KEY = "epx_unrestricted"  # the advantages before the interventions' mask
+ROLLOUTS_DIR = "rollouts"
 
 
 class EpxGRPOTrainer(GRPOTrainer):
@@ -32,10 +40,16 @@ class EpxGRPOTrainer(GRPOTrainer):
         *args: Any,
         shaping: ShapingSection | None = None,
         max_reward_failure_rate: float = 1.0,
+        analysis: AnalysisSection | None = None,
         **kwargs: Any,
     ) -> None:
         super().__init__(*args, **kwargs)
         self.shaping = shaping or ShapingSection()
+        self.analysis = analysis or AnalysisSection(every_n_steps=0)
+        self._at_loss = False
+        self._rollouts: list[dict[str, Any]] = []
+        self._rollout_rows: set[int] = set()
+        self._rollout_step = -1
         self.max_reward_failure_rate = max_reward_failure_rate
         self._loss_inputs: dict[str, Any] | None = None
         self._position_on = False
@@ -54,25 +68,61 @@ class EpxGRPOTrainer(GRPOTrainer):
             return output
         self._new_samples = True
         self._record_reward_counts()
-        method = self.shaping.method
+        self._add_row_info(output, inputs)
+        method, shaping = self.shaping.method, self.shaping
         self._position_on = self.position_active()
         self._metrics["train"]["shaping/position/active"].append(float(self._position_on))
-        if method == "none":
-            return output
-        if method in ("ppl", "both") and self._loss_forward_is_behaviour(output):
-            local = output["advantages"].size(0)
-            start = self.accelerator.process_index * local
-            output[ROW_KEY] = torch.arange(start, start + local, device=output["advantages"].device)
-            return output  # shaped in `_compute_loss`, from the loss's own forward
+        needs_log_ppl = method in ("ppl", "both") or shaping.ppl_quantile is not None
+        self._at_loss = needs_log_ppl and self._loss_forward_is_behaviour(output)
+        if self._at_loss:
+            return output  # shaped in the loss's own forward, which is the behaviour policy's
         mask = output["completion_mask"]
-        weights = None
-        if method in ("ppl", "both"):
+        log_ppl = None
+        if needs_log_ppl:
             logps = output.get("old_per_token_logps")
             if logps is None:
                 logps = self._behaviour_logps(output)
-            weights = self._ppl_weights(sequence_log_ppl(logps, mask))
-        output["advantages"] = self._shape(output["advantages"], mask, weights)
+            log_ppl = sequence_log_ppl(logps, mask)
+        if method != "none":
+            weights = self._ppl_weights(log_ppl) if method in ("ppl", "both") else None
+            output["advantages"] = self._shape(output["advantages"], mask, weights)
+        if shaping.ppl_quantile is not None:
+            output[KEEP_ROW_KEY] = self._ppl_keep(log_ppl)
         return output
+
+    def _add_row_info(self, output: dict[str, Any], inputs: list[dict[str, Any]]) -> None:
+        """Per completion, for the loss-time seam and the rollout records: its index in the
+        generation batch, its prompt's id, reward, correctness, TRL's advantage, whether cut."""
+        advantages = output["advantages"]
+        device, local = advantages.device, advantages.size(0)
+        start = self.accelerator.process_index * local
+        output[ROW_KEY] = torch.arange(start, start + local, device=device)
+        rewards = {name: list(values) for name, values in self._logs["rewards"].items()}
+        total = local * self.accelerator.num_processes  # TRL logged every process's rows
+
+        def this_batch(values: list[float]) -> list[float]:
+            return values[len(values) - total :][start : start + local]
+
+        summed = [0.0] * local
+        for weight, values in zip(self.reward_weights.tolist(), rewards.values(), strict=False):
+            part = this_batch(values)
+            summed = [
+                acc + weight * v if v == v else acc for acc, v in zip(summed, part, strict=True)
+            ]
+        correct = (
+            this_batch(rewards["correctness"]) if "correctness" in rewards else [math.nan] * local
+        )
+        ids = output["completion_ids"]
+        stops = torch.tensor(self.eos_token_ids, device=ids.device)
+        info = {
+            "prompt": torch.tensor([prompt_id(x.get("prompt")) for x in inputs], device=device),
+            "reward": torch.tensor(summed, device=device),
+            "correct": torch.tensor(correct, device=device, dtype=torch.float32),
+            "advantage": advantages.detach().clone() if advantages.dim() == 1 else advantages[:, 0],
+            "truncated": ~torch.isin(ids, stops).any(dim=1),
+        }
+        for name, value in info.items():
+            output[f"{INFO_PREFIX}{name}"] = value
 
     def _loss_forward_is_behaviour(self, output: dict[str, Any]) -> bool:
         """Whether the loss's forward will give the sampling policy's log-probs for this batch.
@@ -107,28 +157,39 @@ class EpxGRPOTrainer(GRPOTrainer):
         self._record_shaping(info, mask)
         return shaped.to(advantages.dtype)
 
-    def _ppl_weights(self, log_ppl: torch.Tensor, rows: torch.Tensor | None = None) -> torch.Tensor:
-        """PPL weights (B,) of this process's completions, computed on whole prompt groups.
+    def _on_groups(
+        self, values: torch.Tensor, fn: Any, rows: torch.Tensor | None = None
+    ) -> torch.Tensor:
+        """`fn` over whole prompt groups of a per-completion value (B,); this process's part.
 
-        A group may be spread over processes, so the log-PPL is gathered the way TRL gathers
-        rewards (process-major), weighted on the whole batch, then sliced. `rows` are the
-        completions' indices in the generation batch when TRL has shuffled them (loss time).
+        A group may be spread over processes, so the values are gathered the way TRL gathers
+        rewards (process-major), `fn` sees the whole batch, and each process keeps its slice.
+        `rows` are the completions' indices in the generation batch when TRL has shuffled them
+        (loss time): the values go back to generation order (groups consecutive) and return.
         """
-        all_log_ppl = self.accelerator.gather(log_ppl)
-        cfg = self.shaping.ppl
+        gathered = self.accelerator.gather(values)
         if rows is None:
-            weights = ppl_weights(
-                all_log_ppl, self.num_generations, cfg.alpha, cfg.clip, cfg.favour
-            )
-        else:  # back to generation order (groups consecutive), weigh, then to this order again
+            result = fn(gathered)
+        else:
             order = self.accelerator.gather(rows).argsort()
-            weights = torch.empty_like(all_log_ppl)
-            weights[order] = ppl_weights(
-                all_log_ppl[order], self.num_generations, cfg.alpha, cfg.clip, cfg.favour
-            )
-        local = log_ppl.size(0)
+            ordered = fn(gathered[order])
+            result = torch.empty_like(ordered)
+            result[order] = ordered
+        local = values.size(0)
         start = self.accelerator.process_index * local
-        return weights[start : start + local]
+        return result[start : start + local]
+
+    def _ppl_weights(self, log_ppl: torch.Tensor, rows: torch.Tensor | None = None) -> torch.Tensor:
+        """PPL weights (B,) of this process's completions, computed on whole prompt groups."""
+        cfg = self.shaping.ppl
+        weigh = lambda v: ppl_weights(v, self.num_generations, cfg.alpha, cfg.clip, cfg.favour)  # noqa: E731
+        return self._on_groups(log_ppl, weigh, rows)
+
+    def _ppl_keep(self, log_ppl: torch.Tensor, rows: torch.Tensor | None = None) -> torch.Tensor:
+        """1.0 for completions inside `shaping.ppl_quantile` of their group's log-PPL, else 0.0."""
+        low, high = self.shaping.ppl_quantile  # type: ignore[misc]
+        keep = lambda v: group_quantile_mask(v, self.num_generations, low, high).to(v.dtype)  # noqa: E731
+        return self._on_groups(log_ppl.float(), keep, rows)
 
     @torch.no_grad()
     def _behaviour_logps(self, output: dict[str, Any]) -> torch.Tensor:
@@ -241,21 +302,101 @@ class EpxGRPOTrainer(GRPOTrainer):
         result = super()._get_per_token_logps_and_entropies(model, *args, **kwargs)
         inputs = self._loss_inputs
         if inputs is not None and kwargs.get("compute_entropy") and model is self.model:
-            logps, entropies, _ = result
-            if ROW_KEY in inputs:  # TRL reads inputs["advantages"] right after this forward
-                mask = inputs["completion_mask"]
+            logps, entropies, _ = result  # TRL reads inputs["advantages"] right after this forward
+            mask = inputs["completion_mask"]
+            if self._at_loss and ORIGINAL_KEY not in inputs:
                 log_ppl = sequence_log_ppl(logps.detach(), mask)
-                weights = self._ppl_weights(log_ppl, rows=inputs.pop(ROW_KEY))
-                inputs["advantages"] = self._shape(inputs["advantages"], mask, weights)
+                rows = inputs[ROW_KEY]
+                if self.shaping.method != "none":
+                    weights = (
+                        self._ppl_weights(log_ppl, rows)
+                        if self.shaping.method in ("ppl", "both")
+                        else None
+                    )
+                    inputs["advantages"] = self._shape(inputs["advantages"], mask, weights)
+                if self.shaping.ppl_quantile is not None:
+                    inputs[KEEP_ROW_KEY] = self._ppl_keep(log_ppl, rows)
+            if self.shaping.restricts_update:
+                inputs["advantages"] = self._restrict(inputs, logps)
             self._record_sample_stats(logps.detach(), entropies.detach(), inputs)
+            self._collect_rollouts(inputs, logps, entropies)
         return result
+
+    def _restrict(self, inputs: dict[str, Any], logps: torch.Tensor) -> torch.Tensor:
+        """The advantages with every token outside the interventions' subset set to 0 (from the
+        unrestricted ones each time: a second iteration over the batch masks afresh)."""
+        shaping = self.shaping
+        original = inputs.setdefault(ORIGINAL_KEY, inputs["advantages"])
+        mask = inputs["completion_mask"]
+        full = original.unsqueeze(1).expand_as(mask) if original.dim() == 1 else original
+        keep = sign_mask(full, mask, shaping.update_only)
+        if shaping.max_token_prob is not None:
+            keep &= probability_mask(logps, mask, shaping.max_token_prob)
+        if shaping.position_range is not None:
+            keep &= position_mask(mask, *shaping.position_range)
+        if KEEP_ROW_KEY in inputs:
+            keep &= inputs[KEEP_ROW_KEY].bool().unsqueeze(1)
+        stats = torch.stack([(keep & mask.bool()).sum(), mask.bool().sum()]).float()
+        kept, total = self.accelerator.gather(stats).view(-1, 2).sum(0).tolist()
+        self._metrics["train"]["shaping/update/kept_share"].append(kept / total if total else 1.0)
+        return full * keep.to(full.dtype)
+
+    def _collect_rollouts(
+        self, inputs: dict[str, Any], logps: torch.Tensor, entropies: torch.Tensor
+    ) -> None:
+        """Rollout records of the step being trained, when `analysis.every_n_steps` is due."""
+        analysis = self.analysis
+        step = self.state.global_step + 1
+        due = analysis.every_n_steps and (step == 1 or step % analysis.every_n_steps == 0)
+        if not due or f"{INFO_PREFIX}prompt" not in inputs:
+            return
+        if self._rollout_step != step:
+            self._rollouts, self._rollout_rows, self._rollout_step = [], set(), step
+        if len(self._rollouts) >= analysis.max_samples_per_step:
+            return
+        rows = inputs[ROW_KEY]
+        fresh = [i for i, row in enumerate(rows.tolist()) if row not in self._rollout_rows]
+        if not fresh:
+            return  # a second iteration over the same completions
+        pick = torch.tensor(fresh, device=rows.device)
+        info = {name: inputs[f"{INFO_PREFIX}{name}"][pick] for name in INFO_NAMES}
+        advantages = inputs["advantages"]
+        self._rollouts += rollout_rows(
+            step=step,
+            rows=rows[pick],
+            group_size=self.num_generations,
+            info=info,
+            completion_ids=inputs["completion_ids"][pick],
+            mask=inputs["completion_mask"][pick],
+            logps=logps[pick],
+            entropies=entropies[pick],
+            advantages=advantages[pick],
+            token_stats=analysis.token_stats,
+        )
+        self._rollout_rows.update(int(rows[i]) for i in fresh)
+
+    def _write_rollouts(self) -> None:
+        """At a logged step: every process's records of it to the main one, written as Parquet."""
+        if not self.analysis.every_n_steps or self._rollout_step != self.state.global_step:
+            return
+        from accelerate.utils import gather_object
+
+        records = (
+            list(gather_object(self._rollouts))
+            if self.accelerator.num_processes > 1
+            else self._rollouts
+        )
+        if self.accelerator.is_main_process:
+            folder = Path(self.args.output_dir) / ROLLOUTS_DIR
+            write_rollouts(folder, self._rollout_step, records, self.analysis.max_samples_per_step)
+        self._rollouts, self._rollout_rows, self._rollout_step = [], set(), -1
 
     def _record_sample_stats(
         self, logps: torch.Tensor, entropies: torch.Tensor, inputs: dict[str, Any]
     ) -> None:
         """Mean token entropy and mean log-PPL of positive and of negative samples (by sign of A)."""
         mask = inputs["completion_mask"].bool()
-        advantages = inputs["advantages"]
+        advantages = inputs.get(ORIGINAL_KEY, inputs["advantages"])  # the sample's sign, unmasked
         sign = (advantages if advantages.dim() == 1 else advantages.sum(dim=1)).sign()  # (B,)
         log_ppl = sequence_log_ppl(logps, mask).float()  # (B,)
         stats = []
@@ -293,6 +434,7 @@ class EpxGRPOTrainer(GRPOTrainer):
             stage = self.stage_callback().update(reward, entropy)
             metrics["stage"].append(float(stage))
             self._write_samples()
+            self._write_rollouts()
         super().log(logs, start_time)
 
     def _write_samples(self) -> None:
