@@ -9,13 +9,13 @@ the trial fails rather than ranking a number that is not one.
 
 from __future__ import annotations
 
-import json
 import math
 from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
 from epx.errors import RecipeError
+from epx.records import parse_records
 
 
 def default_metric(recipe: Any) -> str:
@@ -27,19 +27,6 @@ def default_metric(recipe: Any) -> str:
             "rank by the training reward"
         )
     return f"eval/{recipe.eval.benches[0]}/acc"
-
-
-def parse_records(lines: Iterable[str]) -> list[dict[str, Any]]:
-    """The JSON objects among `lines` (a line still being written is skipped)."""
-    records = []
-    for line in lines:
-        try:
-            record = json.loads(line)
-        except json.JSONDecodeError:
-            continue
-        if isinstance(record, dict):
-            records.append(record)
-    return records
 
 
 def metric_points(records: Iterable[dict[str, Any]], metric: str) -> list[tuple[int, Any]]:

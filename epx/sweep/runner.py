@@ -369,7 +369,10 @@ def trial_command(
 
 
 def _die_with_parent() -> None:  # pragma: no cover - runs in the child before exec
-    """Linux: the child is killed when the worker that started it dies (even by SIGKILL)."""
+    """Linux: the child is killed when the worker that started it dies (even by SIGKILL).
+    Also SIGINT back to its default: Python installs its Ctrl-C handler (the clean stop of a
+    pruned trial) only when SIGINT is not ignored, and an ignored SIGINT would be inherited."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
     try:
         import ctypes
 
@@ -394,7 +397,7 @@ def start_child(options: SweepOptions, params: dict[str, Any], seed: int, folder
         stderr=subprocess.STDOUT,
         env=env,
         start_new_session=True,
-        preexec_fn=_die_with_parent if sys.platform.startswith("linux") else None,
+        preexec_fn=_die_with_parent if os.name == "posix" else None,
     )
     return _Child(process, folder, MetricsTail(folder / "metrics.jsonl"), log)
 

@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
-import json
 import math
 from pathlib import Path
 from typing import Any
+
+from epx.records import read_records
 
 PANELS = (
     ("reward and accuracy", (("reward", "reward"), ("accuracy", "accuracy"))),
@@ -31,15 +32,7 @@ SUMMARY_KEYS = (
 
 def read_metrics(path: str | Path) -> list[dict[str, Any]]:
     """The training steps' records of metrics.jsonl (those with a reward), in order."""
-    records = []
-    for line in Path(path).read_text().splitlines():
-        try:
-            record = json.loads(line)
-        except json.JSONDecodeError:
-            continue  # a torn last line after a crash
-        if "reward" in record:
-            records.append(record)
-    return records
+    return [record for record in read_records(path) if "reward" in record]
 
 
 def window_mean(records: list[dict[str, Any]], key: str, first: bool, size: int = 5) -> float:
@@ -120,13 +113,7 @@ SAMPLES_SHOWN = 3
 
 def read_eval_records(path: Path) -> list[dict[str, Any]]:
     """The per-sample records of one evaluation's benchmark file (torn lines skipped)."""
-    records = []
-    for line in path.read_text(encoding="utf-8").splitlines():
-        try:
-            records.append(json.loads(line))
-        except json.JSONDecodeError:
-            continue
-    return records
+    return read_records(path)
 
 
 def eval_summary(records: list[dict[str, Any]]) -> dict[str, float]:

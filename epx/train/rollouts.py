@@ -73,30 +73,44 @@ def rollout_rows(
     log_ppl = sequence_log_ppl(logps.detach(), mask).float()
     entropy = (entropies.detach().float() * valid).sum(1) / lengths.clamp(min=1)
     full = advantages.unsqueeze(1).expand_as(mask) if advantages.dim() == 1 else advantages
-    positions = relative_positions(mask)
+    scalars = {  # one transfer each, then plain numpy per row
+        "row": rows.cpu().numpy(),
+        "length": lengths.cpu().numpy(),
+        "log_ppl": log_ppl.cpu().numpy(),
+        "entropy": entropy.cpu().numpy(),
+        **{
+            name: info[name].detach().float().cpu().numpy()
+            for name in ("prompt", "reward", "correct", "advantage")
+        },
+        "truncated": info["truncated"].cpu().numpy(),
+    }
+    if token_stats:
+        keep = valid.cpu().numpy()
+        tokens = {
+            "token_ids": completion_ids.to(torch.int32).cpu().numpy(),
+            "token_entropy": entropies.detach().float().cpu().numpy(),
+            "token_logprob": logps.detach().float().cpu().numpy(),
+            "token_position": relative_positions(mask).float().cpu().numpy(),
+            "token_advantage": full.detach().float().cpu().numpy(),
+        }
     records = []
     for i in range(mask.size(0)):
-        row = int(rows[i])
+        row = int(scalars["row"][i])
         record = {
             "step": step,
             "row": row,
-            "prompt_id": int(info["prompt"][i]),
+            "prompt_id": int(scalars["prompt"][i]),
             "sample": row % group_size,
-            "reward": float(info["reward"][i]),
-            "correct": float(info["correct"][i]),
-            "advantage": float(info["advantage"][i]),
-            "length": int(lengths[i]),
-            "truncated": bool(info["truncated"][i]),
-            "log_ppl": float(log_ppl[i]),
-            "entropy": float(entropy[i]),
+            "reward": float(scalars["reward"][i]),
+            "correct": float(scalars["correct"][i]),
+            "advantage": float(scalars["advantage"][i]),
+            "length": int(scalars["length"][i]),
+            "truncated": bool(scalars["truncated"][i]),
+            "log_ppl": float(scalars["log_ppl"][i]),
+            "entropy": float(scalars["entropy"][i]),
         }
         if token_stats:
-            keep = valid[i]
-            record["token_ids"] = completion_ids[i][keep].to(torch.int32).cpu().numpy()
-            record["token_entropy"] = entropies[i][keep].detach().float().cpu().numpy()
-            record["token_logprob"] = logps[i][keep].detach().float().cpu().numpy()
-            record["token_position"] = positions[i][keep].float().cpu().numpy()
-            record["token_advantage"] = full[i][keep].detach().float().cpu().numpy()
+            record.update({name: values[i][keep[i]] for name, values in tokens.items()})
         records.append(record)
     return records
 
@@ -122,7 +136,9 @@ def write_rollouts(
     columns = {name: pa.array([r[name] for r in chosen], type=kind) for name, kind in SCALARS}
     if "token_ids" in chosen[0]:
         for name, kind in TOKENS:
-            columns[name] = pa.array([r[name] for r in chosen], type=pa.list_(pa.type_for_alias(kind)))
+            columns[name] = pa.array(
+                [r[name] for r in chosen], type=pa.list_(pa.type_for_alias(kind))
+            )
     folder.mkdir(parents=True, exist_ok=True)
     path = folder / FILE_PATTERN.format(step=step)
     partial = path.with_suffix(".parquet.partial")

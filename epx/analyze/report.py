@@ -1,0 +1,184 @@
+"""`analyze_runs(paths, out, ...)`: the tables of `epx.analyze.core` per run, the figures, a
+Markdown report (and a self-contained HTML one), and the summary table on the terminal."""
+
+from __future__ import annotations
+
+import base64
+import dataclasses
+import html
+import math
+from pathlib import Path
+from typing import Any
+
+from epx.analyze.core import (
+    covariance_table,
+    plateau_start,
+    position_table,
+    ppl_bucket_table,
+    stage_summary,
+)
+from epx.analyze.load import Run, load_run
+from epx.stage import StageParams
+
+SUMMARY_COLUMNS = (
+    ("stage", "stage"), ("steps", "steps"), ("entropy_drop", "entropy drop"),
+    ("accuracy_gain", "accuracy gain"), ("held_out_gain", "held-out gain"),
+    ("positive_entropy_change", "H+ change"), ("negative_entropy_change", "H- change"),
+    ("last_decile_high_share", "high-H share, last decile"),
+)  # fmt: skip
+
+
+def analyze_run(run: Run, params: StageParams) -> dict[str, Any]:
+    """Every table of one run, with the stage parameters used."""
+    boundary = plateau_start(run.records, params)
+    return {
+        "boundary": boundary,
+        "params": params,
+        "params_differ": params != run.stage_params,
+        "ppl_buckets": ppl_bucket_table(run.rollouts, boundary),
+        "position": position_table(run.rollouts, boundary),
+        "covariance": covariance_table(run.rollouts),
+        "summary": stage_summary(run.records, run.rollouts, boundary, run.eval_key),
+    }
+
+
+def _fmt(value: Any) -> str:
+    if value is None:
+        return ""
+    if isinstance(value, float):
+        return "–" if math.isnan(value) else f"{value:.4g}"
+    return str(value)
+
+
+def _summary_cells(row: dict[str, Any]) -> list[str]:
+    row = {**row, "steps": f"{row['first_step']}-{row['last_step']}"}
+    return [_fmt(row.get(key)) for key, _ in SUMMARY_COLUMNS]
+
+
+def _markdown_table(columns: list[str], rows: list[list[str]]) -> str:
+    lines = ["| " + " | ".join(columns) + " |", "|" + "---|" * len(columns)]
+    lines += ["| " + " | ".join(row) + " |" for row in rows]
+    return "\n".join(lines)
+
+
+def _table(rows: list[dict[str, Any]], keys: list[str]) -> str:
+    if not rows:
+        return "_no rollout records (analysis.every_n_steps: 0, or none saved yet)_"
+    return _markdown_table(keys, [[_fmt(r.get(k)) for k in keys] for r in rows])
+
+
+def _params_line(run: Run, analysis: dict[str, Any]) -> str:
+    used = dataclasses.asdict(analysis["params"])
+    text = ", ".join(f"{k}={v}" for k, v in used.items())
+    if analysis["params_differ"]:
+        theirs = ", ".join(f"{k}={v}" for k, v in dataclasses.asdict(run.stage_params).items())
+        return f"stage detector: {text} (differs from the run's: {theirs})"
+    return f"stage detector: {text} (the run's own)"
+
+
+def markdown_report(runs: list[Run], analyses: list[dict[str, Any]], figures: list[Path]) -> str:
+    parts = ["# epx analyze", ""]
+    for run, analysis in zip(runs, analyses, strict=True):
+        boundary = analysis["boundary"]
+        stages = "rising only" if boundary is None else f"rising, then plateau from step {boundary}"
+        parts += [
+            f"## {run.label}", "", f"- run dir: `{run.path}`", f"- stages: {stages}",
+            f"- {_params_line(run, analysis)}",
+            f"- rollout records: {len(run.rollouts)} saved steps", "",
+            "### Per stage", "",
+            _markdown_table([label for _, label in SUMMARY_COLUMNS],
+                            [_summary_cells(r) for r in analysis["summary"]]),
+            "", "### Samples by log-PPL quartile", "",
+            _table(analysis["ppl_buckets"], ["stage", "bucket", "samples", "accuracy", "entropy",
+                                             "logprob", "logprob_change"]),
+            "", "### Tokens by relative-position decile", "",
+            _table(analysis["position"], ["stage", "decile", "tokens", "entropy", "high_share"]),
+            "", "### Covariance of token log-prob and advantage", "",
+            _table(analysis["covariance"], ["step", "tokens", "cov", "cov_high_entropy"]), "",
+        ]  # fmt: skip
+    parts += ["## Figures", ""] + [f"![{p.stem}]({p.name})" for p in figures]
+    return "\n".join(parts) + "\n"
+
+
+def html_report(markdown: str, figures: list[Path]) -> str:
+    """The Markdown report as one self-contained HTML page (figures inlined as base64)."""
+    body, in_table = [], False
+    for line in markdown.splitlines():
+        if line.startswith("|"):
+            cells = [c.strip() for c in line.strip("|").split("|")]
+            if set(line) <= {"|", "-"}:
+                continue
+            if not in_table:
+                body.append("<table>")
+                in_table = True
+            body.append("<tr>" + "".join(f"<td>{html.escape(c)}</td>" for c in cells) + "</tr>")
+            continue
+        if in_table:
+            body.append("</table>")
+            in_table = False
+        if line.startswith("!["):
+            name = line[line.index("(") + 1 : -1]
+            path = next((p for p in figures if p.name == name), None)
+            if path is not None:
+                data = base64.b64encode(path.read_bytes()).decode()
+                body.append(
+                    f'<p><img alt="{html.escape(path.stem)}" src="data:image/png;base64,{data}"></p>'
+                )
+        elif line.startswith("#"):
+            level = len(line) - len(line.lstrip("#"))
+            body.append(f"<h{level}>{html.escape(line.lstrip('# '))}</h{level}>")
+        elif line.startswith("- "):
+            body.append(f"<p>{html.escape(line[2:])}</p>")
+        elif line.strip():
+            body.append(f"<p>{html.escape(line)}</p>")
+    if in_table:
+        body.append("</table>")
+    style = ("body{font-family:sans-serif;max-width:1100px;margin:2em auto}table{border-collapse:"
+             "collapse;margin:1em 0}td{border:1px solid #ccc;padding:2px 8px;text-align:right}"
+             "img{max-width:100%}")  # fmt: skip
+    return (f"<!doctype html><html><head><meta charset='utf-8'><title>epx analyze</title>"
+            f"<style>{style}</style></head><body>{''.join(body)}</body></html>\n")  # fmt: skip
+
+
+def summary_table(runs: list[Run], analyses: list[dict[str, Any]]) -> Any:
+    from rich.table import Table
+
+    table = Table(title="epx analyze: per stage")
+    table.add_column("run")
+    for _, label in SUMMARY_COLUMNS:
+        table.add_column(label, justify="right")
+    for run, analysis in zip(runs, analyses, strict=True):
+        for row in analysis["summary"]:
+            table.add_row(run.label, *_summary_cells(row))
+    return table
+
+
+def _distinct_names(runs: list[Run]) -> None:
+    """Runs whose folders share a name are told apart by their parent folder."""
+    names = [run.name for run in runs]
+    for run in runs:
+        if names.count(run.name) > 1:
+            run.name = f"{run.path.parent.name}/{run.name}"
+
+
+def analyze_runs(
+    paths: list[Path], out: Path, *, params: dict[str, Any] | None = None, write_html: bool = False
+) -> dict[str, Any]:
+    """Analyse each run; write figures, report.md (report.html); return the runs and tables."""
+    from epx.analyze.figures import FIGURES
+
+    runs = [load_run(path) for path in paths]
+    _distinct_names(runs)
+    analyses = []
+    for run in runs:
+        used = dataclasses.replace(run.stage_params, **(params or {}))
+        analyses.append(analyze_run(run, used))
+    out.mkdir(parents=True, exist_ok=True)
+    figures = [draw(runs, analyses, out / f"{name}.png") for name, draw in FIGURES]
+    markdown = markdown_report(runs, analyses, figures)
+    (out / "report.md").write_text(markdown, encoding="utf-8")
+    written = {"markdown": out / "report.md", "figures": figures}
+    if write_html:
+        (out / "report.html").write_text(html_report(markdown, figures), encoding="utf-8")
+        written["html"] = out / "report.html"
+    return {"runs": runs, "analyses": analyses, "files": written}

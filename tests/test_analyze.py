@@ -1,0 +1,185 @@
+"""`epx analyze`: the tables on a small fixture computed by hand, the rollout records of a real
+tiny run (schema, size bound), and the command end to end on two real runs."""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import numpy as np
+import pytest
+from typer.testing import CliRunner
+
+from epx.analyze.core import (
+    StepRollouts,
+    buckets_by_quantile,
+    covariance_table,
+    plateau_start,
+    position_table,
+    ppl_bucket_table,
+    stage_summary,
+)
+from epx.cli import app
+from epx.recipe import load_recipe
+from epx.stage import StageParams
+from epx.train import run_training
+from epx.train.rollouts import max_bytes_per_step
+
+REPO = Path(__file__).resolve().parents[1]
+TINY = REPO / "recipes" / "tiny-random.yaml"
+
+
+def step_rollouts(step, log_ppl, correct, entropy, tokens) -> StepRollouts:
+    """tokens: per sample a list of (position, entropy, logprob, advantage)."""
+    flat = [(i, *t) for i, sample in enumerate(tokens) for t in sample]
+    column = lambda k: np.array([t[k] for t in flat], dtype=np.float64)  # noqa: E731
+    return StepRollouts(
+        step=step,
+        correct=np.array(correct, dtype=np.float64),
+        entropy=np.array(entropy, dtype=np.float64),
+        log_ppl=np.array(log_ppl, dtype=np.float64),
+        advantage=np.zeros(len(correct)),
+        length=np.array([len(t) for t in tokens]),
+        token_sample=np.array([t[0] for t in flat]),
+        token_position=column(1),
+        token_entropy=column(2),
+        token_logprob=column(3),
+        token_advantage=column(4),
+    )
+
+
+# step 1 (rising): log-PPL 0.1 .. 0.4 -> quartile buckets 0, 1, 2, 3 (one sample each)
+STEP1 = step_rollouts(
+    1, [0.1, 0.2, 0.3, 0.4], [1, 0, 1, 0], [1, 2, 3, 4],
+    [[(0.0, 1, -1, 1), (0.5, 3, -2, 1)], [(0.0, 2, -1, -1), (0.5, 2, -1, -1)],
+     [(0.0, 5, -3, 1)], [(0.0, 0, -0.5, -1)]],
+)  # fmt: skip
+# step 5 (plateau from 5): the buckets reversed; sample 3 (bucket 0) now has two tokens
+STEP5 = step_rollouts(
+    5, [0.4, 0.3, 0.2, 0.1], [0, 0, 1, 1], [4, 3, 2, 1],
+    [[(0.0, 1, -2, 1)], [(0.0, 1, -2, -1)], [(0.0, 1, -2, 1)], [(0.0, 1, -0.25, 1), (0.5, 9, -0.75, 1)]],
+)  # fmt: skip
+
+
+def test_ppl_buckets_by_hand():
+    assert buckets_by_quantile(np.array([0.1, 0.2, 0.3, 0.4])).tolist() == [0, 1, 2, 3]
+    rows = {(r["stage"], r["bucket"]): r for r in ppl_bucket_table([STEP1, STEP5], boundary=5)}
+    # rising = step 1 only: each bucket one sample; token log-prob means -1.5, -1, -3, -0.5
+    assert [rows["rising", b]["accuracy"] for b in range(4)] == [1, 0, 1, 0]
+    assert [rows["rising", b]["logprob"] for b in range(4)] == [-1.5, -1.0, -3.0, -0.5]
+    assert all(math.isnan(rows["rising", b]["logprob_change"]) for b in range(4))  # no pair
+    # plateau = step 5: bucket b holds sample 3 - b; log-probs -0.5 (mean of -0.25, -0.75), -2, -2, -2
+    assert [rows["plateau", b]["accuracy"] for b in range(4)] == [1, 1, 0, 0]
+    assert [rows["plateau", b]["entropy"] for b in range(4)] == [1, 2, 3, 4]
+    # the pair (1 -> 5) counts for the plateau: -0.5 - (-1.5), -2 - (-1), -2 - (-3), -2 - (-0.5)
+    assert [rows["plateau", b]["logprob_change"] for b in range(4)] == [1.0, -1.0, 1.0, -1.5]
+
+
+def test_position_deciles_and_high_entropy_share_by_hand():
+    rows = {(r["stage"], r["decile"]): r for r in position_table([STEP1, STEP5], boundary=5)}
+    # step 1 entropies [1, 3, 2, 2, 5, 0]: 80th percentile (linear) = 3, high = {3, 5}
+    # decile 0: entropies 1, 2, 5, 0 -> mean 2, high 1 of 4; decile 5: 3, 2 -> 2.5, 1 of 2
+    assert rows["rising", 0] == {"stage": "rising", "decile": 0, "tokens": 4, "entropy": 2.0,
+                                 "high_share": 0.25}  # fmt: skip
+    assert rows["rising", 5]["entropy"] == 2.5 and rows["rising", 5]["high_share"] == 0.5
+    # step 5 entropies [1, 1, 1, 1, 9]: 80th percentile = 1.0 + 0.2 * 8 = 2.6 -> only the 9 is high
+    assert rows["plateau", 0]["high_share"] == 0.0 and rows["plateau", 5]["high_share"] == 1.0
+
+
+def test_covariance_of_log_prob_and_advantage_by_hand():
+    rows = covariance_table([STEP1])
+    # mean advantage 0, so cov = mean(lp * A) = (-1 - 2 + 1 + 1 - 3 + 0.5) / 6
+    assert rows[0]["cov"] == pytest.approx(-3.5 / 6)
+    assert rows[0]["cov_high_entropy"] == pytest.approx(0.0)  # tokens (-2, 1) and (-3, 1)
+    assert rows[0]["tokens"] == 6
+
+
+def test_stage_summary_by_hand():
+    records = [{"step": s, "reward": 0.1 * s, "entropy": 3.0 - 0.2 * s, "accuracy": 0.1 * s,
+                "entropy/positive": 1.0, "entropy/negative": 2.0 - 0.1 * s} for s in range(1, 11)]  # fmt: skip
+    rows = stage_summary(records, [STEP1, STEP5], boundary=5)
+    rising, plateau = rows
+    assert (rising["first_step"], rising["last_step"], plateau["first_step"]) == (1, 4, 5)
+    # rising: entropy first 3 (1, 2, 3) mean 2.6, last 3 (2, 3, 4) mean 2.4 -> drop 0.2
+    assert rising["entropy_drop"] == pytest.approx(0.2)
+    assert rising["accuracy_gain"] == pytest.approx(0.1)  # 0.3 - 0.2
+    assert rising["negative_entropy_change"] == pytest.approx(-0.1)
+    assert rising["positive_entropy_change"] == 0.0
+    assert plateau["last_decile_high_share"] != plateau["last_decile_high_share"]  # no decile 9
+
+
+def test_plateau_start_is_a_step_not_an_index():
+    params = StageParams(window=3, min_steps=0, patience=2)
+    rising = [{"step": 2 * (i + 1), "reward": 0.1 * i, "entropy": 2.0 - 0.1 * i} for i in range(10)]
+    flat = [{"step": 2 * (i + 11), "reward": 0.9, "entropy": 1.0} for i in range(10)]
+    start = plateau_start(rising + flat, params)
+    assert start is not None and start % 2 == 0 and 22 <= start <= 30
+    assert plateau_start(rising, params) is None
+
+
+# ---- a real run -----------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def two_runs(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
+    root = tmp_path_factory.mktemp("analyze")
+    common = ["logging.mode=disabled", "grpo.max_steps=6", "analysis.every_n_steps=2",
+              "analysis.max_samples_per_step=8", "eval.benches=[arithmetic]", "eval.every_n_steps=3",
+              "eval.limit=4", "eval.max_tokens=4"]  # fmt: skip
+    first, second = root / "grpo", root / "position"
+    run_training(load_recipe(TINY, [*common, f"output_dir={first}", "shaping.method=none"]))
+    run_training(load_recipe(TINY, [*common, f"output_dir={second}", "shaping.method=position",
+                                    "grpo.max_completion_length=12"]))  # fmt: skip
+    return first, second
+
+
+def test_rollout_records_have_the_documented_schema_and_bounded_size(two_runs):
+    import pyarrow.parquet as pq
+
+    files = sorted((two_runs[0] / "rollouts").glob("step-*.parquet"))
+    assert [f.name for f in files] == ["step-000001.parquet", "step-000002.parquet",
+                                       "step-000004.parquet", "step-000006.parquet"]  # fmt: skip
+    bound = max_bytes_per_step(8, 16, token_stats=True)
+    for path in files:
+        assert path.stat().st_size <= bound
+        table = pq.read_table(path)
+        assert table.column_names == [
+            "step", "prompt_id", "sample", "reward", "correct", "advantage", "length", "truncated",
+            "log_ppl", "entropy", "token_ids", "token_entropy", "token_logprob", "token_position",
+            "token_advantage"]  # fmt: skip
+        rows = table.to_pylist()
+        assert len(rows) == 8 and [r["sample"] for r in rows] == [0, 1, 2, 3] * 2  # whole groups
+        for row in rows:
+            assert len(row["token_ids"]) == row["length"] == len(row["token_entropy"])
+            assert row["token_position"][0] == 0.0 and all(p < 1 for p in row["token_position"])
+            assert row["log_ppl"] == pytest.approx(-np.mean(row["token_logprob"]), rel=1e-5)
+            assert row["entropy"] == pytest.approx(np.mean(row["token_entropy"]), rel=1e-5)
+            eos = 2  # the tiny tokenizer's
+            assert row["truncated"] == (eos not in row["token_ids"])  # cut: no EOS in 16 tokens
+            assert row["length"] == 16 if row["truncated"] else row["token_ids"][-1] == eos
+        assert rows[0]["prompt_id"] == rows[3]["prompt_id"] != rows[4]["prompt_id"]
+
+
+def test_analyze_overlays_two_runs_with_every_figure_and_both_stages(two_runs, tmp_path):
+    out = tmp_path / "report"
+    args = ["analyze", *map(str, two_runs), "--out", str(out), "--html", "--stage-window", "2",
+            "--stage-patience", "1", "--stage-min-steps", "2", "--stage-reward-fraction", "1",
+            "--stage-entropy-fraction", "1"]  # fmt: skip
+    result = CliRunner().invoke(app, args)
+    assert result.exit_code == 0, result.output
+    for name in ("accuracy_entropy", "entropy_by_sign", "ppl_buckets", "position_deciles", "covariance"):
+        data = (out / f"{name}.png").read_bytes()
+        assert data[:8] == b"\x89PNG\r\n\x1a\n" and len(data) > 10_000
+    report = (out / "report.md").read_text()
+    assert "grpo (GRPO)" in report and "position (GRPO+Position)" in report
+    assert "rising, then plateau from step" in report
+    assert "| rising |" in report and "| plateau |" in report
+    assert "differs from the run's" in report
+    html = (out / "report.html").read_text()
+    assert html.count("data:image/png;base64,") == 5 and "<table>" in html
+    assert "epx analyze: per stage" in result.stdout and "plateau from step" in result.stdout
+
+
+def test_analyze_of_a_folder_that_is_no_run_is_one_line(tmp_path):
+    result = CliRunner().invoke(app, ["analyze", str(tmp_path)])
+    assert result.exit_code == 2 and "not an epx train output dir" in result.stderr
