@@ -47,7 +47,7 @@ def one_step(trainer, batch: list[dict], seed: int) -> float:
     trainer.model.zero_grad(set_to_none=True)
     trainer._compute_loss(trainer.model, output).backward()
     trainer.state.global_step = 1
-    trainer._write_rollouts()  # what the logged step does
+    trainer.rollouts.write(1, trainer.accelerator, Path(trainer.args.output_dir) / "rollouts")
     return time.perf_counter() - start
 
 

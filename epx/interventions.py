@@ -94,3 +94,25 @@ def kept_share(keep: Tensor, mask: Tensor) -> float:
     valid = mask.bool()
     total = int(valid.sum())
     return float((keep & valid).sum()) / total if total else 1.0
+
+
+def restriction_mask(
+    advantages: Tensor,
+    mask: Tensor,
+    logps: Tensor,
+    *,
+    update_only: UpdateOnly = "all",
+    max_token_prob: float | None = None,
+    position_range: tuple[float, float] | None = None,
+    keep_rows: Tensor | None = None,
+) -> Tensor:
+    """The tokens every configured intervention keeps (B, T) bool: the AND of the sign, the
+    probability and the position masks and a per-completion keep (B,) (e.g. `ppl_quantile`'s)."""
+    keep = sign_mask(advantages, mask, update_only)
+    if max_token_prob is not None:
+        keep &= probability_mask(logps, mask, max_token_prob)
+    if position_range is not None:
+        keep &= position_mask(mask, *position_range)
+    if keep_rows is not None:
+        keep &= keep_rows.bool().unsqueeze(1)
+    return keep

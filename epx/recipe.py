@@ -198,6 +198,35 @@ class ShapingSection(Section):
         )
 
 
+class LaunchSection(Section):
+    num_processes: int | None = Field(
+        None,
+        gt=0,
+        description="Processes (GPUs) the recipe is meant for: --dry-run checks its batch "
+        "geometry for them; a launch with another number says so.",
+    )
+
+
+class SamplingSection(Section):
+    dynamic: bool = Field(
+        False,
+        description="DAPO's dynamic sampling: drop prompt groups whose rewards are all equal and "
+        "generate more prompts until the batch is full.",
+    )
+    max_generation_batches: int = Field(
+        10, ge=1, description="Generation rounds a step may take at most (reference: 5-10)."
+    )
+    metric: Literal["reward", "accuracy"] = Field(
+        "reward", description="What must differ within a group: the total reward or correctness."
+    )
+    tolerance: float = Field(1e-6, ge=0.0, description="Values closer than this are equal.")
+    on_exhausted: Literal["error", "train"] = Field(
+        "error",
+        description="Past the cap: stop with an error (as the reference does) or train on the "
+        "groups there are, cycled to fill the batch.",
+    )
+
+
 class AnalysisSection(Section):
     every_n_steps: int = Field(
         10, ge=0, description="Save a sample of rollouts every N steps for `epx analyze` (0: off)."
@@ -283,6 +312,8 @@ class Recipe(Section):
     logging: LoggingSection = Field(default_factory=LoggingSection)
     eval: EvalSection = Field(default_factory=EvalSection)
     analysis: AnalysisSection = Field(default_factory=AnalysisSection)
+    sampling: SamplingSection = Field(default_factory=SamplingSection)
+    launch: LaunchSection = Field(default_factory=LaunchSection)
     output_dir: str = Field("", description="Checkpoints, metrics.jsonl and W&B files of the run.")
     source: str | None = Field(None, description="The file this recipe was read from.")
 

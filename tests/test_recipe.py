@@ -202,3 +202,29 @@ def test_cli_imports_no_heavy_library():
     version = run_cli("--version")
     assert version.returncode == 0 and version.stdout.startswith("epx ")
     assert "train" in run_cli("--help").stdout
+
+
+@pytest.mark.parametrize("name", ["qwen2.5-math-7b.yaml", "qwen2.5-7b.yaml"])
+def test_paper_recipes_dry_run_clean_on_a_cpu_machine_with_the_papers_geometry(name):
+    """Checked for the machine they are meant for (8 GPUs, bf16): exit 0, the paper's batch
+    geometry, and one line on what this machine lacks; only a real launch refuses."""
+    from typer.testing import CliRunner
+
+    from epx.cli import app
+
+    result = CliRunner().invoke(app, ["train", str(REPO / "recipes" / name), "--dry-run"])
+    assert result.exit_code == 0, result.stderr
+    assert "generation batch: 4,096 completions (512 prompts x 8) = 8 per device x 8 process(es) x 64" in result.stdout
+    assert "an optimizer step: 256 completions (4 accumulation), 16 optimizer step(s)" in result.stdout
+    assert "generation_batch_size: 4096" in result.stdout
+    if not torch_has_gpu():
+        assert "this machine lacks what the recipe needs to launch: a CUDA GPU (grpo.bf16" in result.stdout
+        launch = CliRunner().invoke(app, ["train", str(REPO / "recipes" / name), "--set",
+                                          "output_dir=/nonexistent-epx-run"])  # fmt: skip
+        assert launch.exit_code == 2 and "grpo.bf16: needs a GPU" in launch.stderr
+
+
+def torch_has_gpu() -> bool:
+    import torch
+
+    return torch.cuda.is_available()

@@ -41,6 +41,7 @@ def analyze_command(
     from rich.console import Console
 
     from epx.analyze.report import analyze_runs, summary_table
+    from epx.console import table_console
     from epx.errors import RecipeError
 
     params = {
@@ -56,9 +57,7 @@ def analyze_command(
         result = analyze_runs(runs, out or runs[0] / "analysis", params=params, write_html=html)
     except ValueError as error:  # the stage detector's own parameter checks
         raise RecipeError(f"--stage-*: {error}") from None
-    console = Console()
-    if not console.is_terminal:  # logs and pipes: do not squeeze the table into 80 columns
-        console = Console(width=160)
+    console = table_console()
     console.print(summary_table(result["runs"], result["analyses"]))
     for run, analysis in zip(result["runs"], result["analyses"], strict=True):
         boundary = analysis["boundary"]

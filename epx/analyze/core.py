@@ -17,7 +17,8 @@ Definitions (the tests check each on a small fixture by hand):
 - Covariance (Cui et al. 2025): per saved step, the population covariance of token log-prob and
   token advantage over all response tokens, and over the high-entropy ones.
 - Stage summary: per stage its steps, entropy drop (mean of its first 3 logged values minus mean
-  of its last 3), accuracy gain (last 3 minus first 3; held-out too when evaluated), the change
+  of its last 3), accuracy gain (last 3 minus first 3; held-out: its last evaluation minus its
+  first), the change
   of positive and negative sample entropy, and the high-entropy share of the last position decile.
 """
 
@@ -234,8 +235,8 @@ def stage_summary(
             _, values = series(
                 [r for r in records if stage_of(r["step"], boundary) == stage], eval_key
             )
-            first, last = _ends(values)
-            row["held_out_gain"] = last - first if values else math.nan
+            # evaluations are few: the stage's last one minus its first
+            row["held_out_gain"] = values[-1] - values[0] if len(values) > 1 else math.nan
         last_decile = position.get((stage, DECILES - 1))
         row["last_decile_high_share"] = last_decile["high_share"] if last_decile else math.nan
         rows.append(row)

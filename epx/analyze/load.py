@@ -10,6 +10,7 @@ from typing import Any
 import numpy as np
 
 from epx.analyze.core import StepRollouts
+from epx.checkpoints import checkpoint_folders
 from epx.errors import DataError
 from epx.records import read_records
 from epx.stage import StageParams
@@ -85,8 +86,10 @@ def load_run(path: str | Path) -> Run:
     if not any("reward" in r for r in records):
         raise DataError(f"{metrics}: no logged training step yet")
     method, source, params, eval_key = "?", "", StageParams(), None
-    if (path / "recipe.yaml").is_file():
-        recipe = load_recipe(path / "recipe.yaml")
+    saved = [path / "recipe.yaml", *(folder / "recipe.yaml" for _, folder in checkpoint_folders(path))]
+    saved = [file for file in saved if file.is_file()]  # the run's, else its newest checkpoint's
+    if saved:
+        recipe = load_recipe(saved[0])
         method, params = recipe.shaping.method, recipe.stage
         source = recipe.logging.run_name or path.name
         if recipe.eval.benches:

@@ -159,12 +159,10 @@ def _report(
     wandb_dir = None
     if processes.is_main:
         write_json(output_dir / "summary.json", summary)
-        from rich.console import Console
 
-        out = Console()
-        if not out.is_terminal:  # logs and pipes: do not squeeze the table into 80 columns
-            out = Console(width=120)
-        out.print(render_table(summary, n, title=f"epx eval: {options.model}"))
+        from epx.console import table_console
+
+        table_console(120).print(render_table(summary, n, title=f"epx eval: {options.model}"))
         wandb_dir = log_to_wandb(summary, n, output_dir, wandb_mode)
         console.print(f"results: {output_dir}")
     return EvalResult(output_dir=output_dir, summary=summary, benches=results, wandb_dir=wandb_dir)

@@ -86,6 +86,7 @@ def sweep_command(
         return
     if method is None:
         raise RecipeError("--method is required: ppl, position or both (or --show STUDY)")
+    from epx.console import table_console
     from epx.sweep.options import build_options
     from epx.sweep.report import show_study
     from epx.sweep.runner import run_sweep
@@ -120,22 +121,15 @@ def sweep_command(
         f"storage {result.storage_seconds:.2f} s of {result.wall_seconds:.0f} s ({share:.2%})",
         highlight=False,
     )
-    show_study(result.study, options.output_dir, _table_console())
+    show_study(result.study, options.output_dir, table_console())
     if result.failed_out:
         raise typer.Exit(1)
-
-
-def _table_console():
-    """stdout; at least 160 columns in logs and pipes, so the trials table is not squeezed."""
-    from rich.console import Console
-
-    console = Console()
-    return console if console.is_terminal else Console(width=160)
 
 
 def _show(name: str, storage: str | None, output_dir: Path | None) -> None:
     import optuna
 
+    from epx.console import table_console
     from epx.errors import RecipeError
     from epx.sweep.options import STUDY_FILE, default_storage, sweep_dir
     from epx.sweep.report import show_study
@@ -150,4 +144,4 @@ def _show(name: str, storage: str | None, output_dir: Path | None) -> None:
         study = optuna.load_study(study_name=name, storage=open_storage(url, heartbeat=None))
     except KeyError:
         raise RecipeError(f"--show {name}: no such study in {url}") from None
-    show_study(study, folder, _table_console())
+    show_study(study, folder, table_console())

@@ -41,28 +41,46 @@ def train_command(
 
 
 def _print_dry_run(recipe) -> None:
+    """The resolved recipe, its GRPOConfig and batch geometry for the machine it is meant for,
+    what was checked, and in one line what this machine lacks to launch it."""
     import yaml
     from rich.console import Console
     from rich.syntax import Syntax
 
-    from epx.quiet import quiet_libraries
+    from epx.models import has_gpu
     from epx.recipe import recipe_to_yaml
-    from epx.train.grpo_args import grpo_config
+    from epx.train.grpo_args import (
+        batch_geometry,
+        describe_geometry,
+        grpo_config,
+        launch_processes,
+        missing_here,
+    )
     from epx.train.preflight import check_launch_inputs
 
-    quiet_libraries()
-
-    config = grpo_config(recipe)
-    checked = check_launch_inputs(recipe)
+    config = grpo_config(recipe, dry_run=True)
+    checked = check_launch_inputs(recipe, dry_run=True)
+    geometry = batch_geometry(config, launch_processes(recipe, dry_run=True))
     shown = {key: value for key, value in config.to_dict().items() if key in _SHOWN}
+    shown["generation_batch_size"] = geometry["generation_batch"]  # for the target's processes
     console = Console()
     console.rule(f"resolved recipe ({recipe.source})")
     console.print(Syntax(recipe_to_yaml(recipe), "yaml"))
     console.rule("GRPOConfig (main fields; TRL's defaults for the rest)")
     console.print(Syntax(yaml.safe_dump(shown, sort_keys=True), "yaml"))
     console.rule("checked (no model weights loaded)")
+    console.print(
+        describe_geometry(geometry, config.num_generations), highlight=False, soft_wrap=True
+    )
     for line in checked:
-        console.print(f"ok  {line}", highlight=False)
+        console.print(f"ok  {line}", highlight=False, soft_wrap=True)
+    missing = missing_here(recipe, has_gpu())
+    if missing:
+        console.print(
+            f"this machine lacks what the recipe needs to launch: {'; '.join(missing)}",
+            highlight=False,
+            soft_wrap=True,
+        )
 
 
 _SHOWN = {

@@ -69,7 +69,10 @@ def grpo_kwargs(recipe: Recipe, *, has_gpu: bool, num_processes: int = 1) -> dic
     kwargs.update(recipe.grpo)
     quantile = recipe.shaping.entropy_quantile
     if quantile is not None:  # TRL's own high-entropy token mask does this job
-        if "top_entropy_quantile" in recipe.grpo and recipe.grpo["top_entropy_quantile"] != quantile:
+        if (
+            "top_entropy_quantile" in recipe.grpo
+            and recipe.grpo["top_entropy_quantile"] != quantile
+        ):
             raise RecipeError(
                 f"{recipe.source}: shaping.entropy_quantile ({quantile}) and "
                 f"grpo.top_entropy_quantile ({recipe.grpo['top_entropy_quantile']}) disagree; "
@@ -142,8 +145,43 @@ def check_batch_rules(kwargs: dict[str, Any], *, has_gpu: bool, num_processes: i
         for name in GPU_ONLY:
             if kwargs.get(name):
                 raise RecipeError(f"grpo.{name}: needs a GPU and none is present; set it to false")
-def grpo_config(recipe: Recipe) -> Any:
-    """The recipe's `trl.GRPOConfig` for this machine; TRL's own checks become one-line errors."""
+
+
+def wants_gpu(recipe: Recipe) -> list[str]:
+    """The recipe keys that need a CUDA GPU (empty for a recipe any machine runs)."""
+    keys = [f"grpo.{name}" for name in GPU_ONLY if recipe.grpo.get(name)]
+    if recipe.model.dtype in ("bfloat16", "float16"):
+        keys.append(f"model.dtype {recipe.model.dtype}")
+    return keys
+
+
+def missing_here(recipe: Recipe, gpu: bool) -> list[str]:
+    """What this machine lacks to launch the recipe (a GPU, vLLM), one phrase each."""
+    import importlib.util
+
+    missing = []
+    needs = wants_gpu(recipe)
+    if needs and not gpu:
+        missing.append(f"a CUDA GPU ({', '.join(needs)})")
+    if recipe.grpo.get("use_vllm") and importlib.util.find_spec("vllm") is None:
+        missing.append("vLLM (grpo.use_vllm; pip install vllm)")
+    return missing
+
+
+def launch_processes(recipe: Recipe, dry_run: bool) -> int:
+    """Processes the batch rules are checked for: this launch's (WORLD_SIZE), or in a dry run
+    the ones the recipe is meant for (`launch.num_processes`)."""
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    return recipe.launch.num_processes or world if dry_run else world
+
+
+def grpo_config(recipe: Recipe, *, dry_run: bool = False) -> Any:
+    """The recipe's `trl.GRPOConfig`; TRL's own checks become one-line errors.
+
+    For a launch, for this machine: a recipe that needs a GPU on a machine without one is a
+    RecipeError. For a dry run, for the machine the recipe is meant for (its GPU settings, its
+    `launch.num_processes`), whatever this one is: `missing_here` says what this one lacks.
+    """
     from epx.quiet import quiet_libraries
 
     quiet_libraries()  # before TRL's first import
@@ -151,12 +189,48 @@ def grpo_config(recipe: Recipe) -> Any:
 
     from epx.models import has_gpu
 
-    num_processes = int(os.environ.get("WORLD_SIZE", "1"))
-    kwargs = grpo_kwargs(recipe, has_gpu=has_gpu(), num_processes=num_processes)
+    gpu = has_gpu()
+    target_gpu = gpu or (dry_run and bool(wants_gpu(recipe)))
+    kwargs = grpo_kwargs(
+        recipe, has_gpu=target_gpu, num_processes=launch_processes(recipe, dry_run)
+    )
+    if target_gpu and not gpu:  # the target's settings, checked by TRL on this CPU machine
+        kwargs = {**kwargs, "use_cpu": True}
     try:
-        return GRPOConfig(**kwargs)
+        config = GRPOConfig(**kwargs)
     except (ValueError, TypeError) as error:
         first = str(error).strip().splitlines()[0]
         raise RecipeError(f"{recipe.source}: grpo: {first}") from None
+    if target_gpu and not gpu:
+        config.use_cpu = False
+    return config
 
 
+def batch_geometry(config: Any, processes: int) -> dict[str, int]:
+    """Completions per generation batch and per optimizer step, and the updates in between."""
+    per_device = config.per_device_train_batch_size
+    accumulation = config.gradient_accumulation_steps
+    micro_steps = config.steps_per_generation
+    generation = per_device * processes * micro_steps
+    step = per_device * processes * accumulation
+    return {
+        "per_device": per_device,
+        "processes": processes,
+        "steps_per_generation": micro_steps,
+        "accumulation": accumulation,
+        "generation_batch": generation,
+        "prompts": generation // config.num_generations,
+        "step_batch": step,
+        "updates_per_generation": max(1, micro_steps // accumulation) * config.num_iterations,
+    }
+
+
+def describe_geometry(geometry: dict[str, int], generations: int) -> str:
+    g = geometry
+    return (
+        f"generation batch: {g['generation_batch']:,} completions ({g['prompts']:,} prompts x "
+        f"{generations}) = {g['per_device']} per device x {g['processes']} process(es) x "
+        f"{g['steps_per_generation']} micro-batches; an optimizer step: {g['step_batch']:,} "
+        f"completions ({g['accumulation']} accumulation), {g['updates_per_generation']} "
+        "optimizer step(s) per generation batch"
+    )

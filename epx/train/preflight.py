@@ -13,15 +13,17 @@ from epx.paths import check_output_dir
 from epx.recipe import Recipe
 
 
-def check_launch_inputs(recipe: Recipe) -> list[str]:
-    """Every check of a launch that needs no model weights; returns what was checked."""
+def check_launch_inputs(recipe: Recipe, *, dry_run: bool = False) -> list[str]:
+    """Every check of a launch that needs no model weights; returns what was checked.
+
+    `dry_run`: check the recipe for the machine it is meant for (see `grpo_config`)."""
     from epx.data import BUILTIN_PREFIX, check_data_source
     from epx.eval.benchmarks import REGISTRY, load_benchmark, resolve_data_dir
     from epx.train.grpo_args import grpo_config
     from epx.train.run import build_reward_functions
 
     where = recipe.source or "<recipe>"
-    args = grpo_config(recipe)  # the values no run can use, GRPO's batch rules, TRL's own checks
+    args = grpo_config(recipe, dry_run=dry_run)  # values no run can use, batch rules, TRL's checks
     build_reward_functions(recipe, args.max_completion_length)  # their parameters, e.g. a buffer
     check_output_dir(recipe.output_dir)
     try:

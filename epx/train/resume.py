@@ -6,7 +6,8 @@
 - A run whose checkpoint (or `summary.json`) already reached `grpo.max_steps` is finished: there
   is nothing to train.
 - The recipe must equal the checkpoint's in everything that changes training (all but where
-  results go, logging, evaluation and the step budget): the differing keys are named, and
+  results go, logging, evaluation, rollout records, the step budget and saving): the differing
+  keys are named, and
   `--force` accepts them, which the run dir records (`resumes.jsonl`).
 """
 
@@ -27,9 +28,9 @@ from epx.recipe import Recipe, recipe_to_yaml
 SUMMARY_FILE = "summary.json"  # the end-of-training record (runtime, loss, whether it finished)
 RESUMES_FILE = "resumes.jsonl"
 # Keys a resumed segment may change: where results go, what is logged or evaluated, the budget.
-RESUMABLE = ("output_dir", "logging.", "eval.", "grpo.max_steps", "grpo.num_train_epochs",
-             "grpo.save_steps", "grpo.save_total_limit", "grpo.logging_steps",
-             "reward.max_failure_rate")  # fmt: skip
+RESUMABLE = ("output_dir", "logging.", "eval.", "analysis.", "launch.", "grpo.max_steps",
+             "grpo.num_train_epochs", "grpo.save_steps", "grpo.save_total_limit",
+             "grpo.logging_steps", "reward.max_failure_rate")  # fmt: skip
 
 
 @dataclass

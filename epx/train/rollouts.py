@@ -145,3 +145,67 @@ def write_rollouts(
     pq.write_table(pa.table(columns), partial, compression="zstd")
     partial.replace(path)
     return path
+
+
+class RolloutRecorder:
+    """Collects a step's records from the loss's micro-batches (each completion once, at most
+    `max_samples` of them) and writes them at the logged step."""
+
+    def __init__(self, every_n_steps: int, max_samples: int, token_stats: bool, group_size: int):
+        self.every_n_steps = every_n_steps
+        self.max_samples = max_samples
+        self.token_stats = token_stats
+        self.group_size = group_size
+        self.step = -1
+        self.records: list[dict[str, Any]] = []
+        self.rows: set[int] = set()
+
+    def due(self, step: int) -> bool:
+        """Records are kept at step 1 and every `every_n_steps` steps (0: never)."""
+        return bool(self.every_n_steps) and (step == 1 or step % self.every_n_steps == 0)
+
+    def collect(self, step: int, inputs: dict[str, Any], logps: Any, entropies: Any) -> None:
+        """Add the micro-batch's completions not seen yet this step (tensors of TRL's loss)."""
+        import torch
+
+        from epx.train.trainer import INFO_NAMES, INFO_PREFIX, ROW_KEY
+
+        if not self.due(step) or f"{INFO_PREFIX}prompt" not in inputs:
+            return
+        if self.step != step:
+            self.step, self.records, self.rows = step, [], set()
+        rows = inputs[ROW_KEY]
+        fresh = [i for i, row in enumerate(rows.tolist()) if row not in self.rows]
+        if not fresh or len(self.records) >= self.max_samples:
+            return  # a second iteration over the same completions, or enough of them
+        pick = torch.tensor(fresh, device=rows.device)
+        self.records += rollout_rows(
+            step=step,
+            rows=rows[pick],
+            group_size=self.group_size,
+            info={name: inputs[f"{INFO_PREFIX}{name}"][pick] for name in INFO_NAMES},
+            completion_ids=inputs["completion_ids"][pick],
+            mask=inputs["completion_mask"][pick],
+            logps=logps[pick],
+            entropies=entropies[pick],
+            advantages=inputs["advantages"][pick],
+            token_stats=self.token_stats,
+        )
+        self.rows.update(int(rows[i]) for i in fresh)
+
+    def write(self, step: int, accelerator: Any, folder: Path) -> Path | None:
+        """At a logged step: every process's records to the main one, which writes them."""
+        if self.step != step:
+            return None
+        records = self.records
+        if accelerator.num_processes > 1:
+            from accelerate.utils import gather_object
+
+            records = list(gather_object(records))
+        path = (
+            write_rollouts(folder, step, records, self.max_samples)
+            if accelerator.is_main_process
+            else None
+        )
+        self.step, self.records, self.rows = -1, [], set()
+        return path

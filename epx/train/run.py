@@ -97,6 +97,14 @@ def run_training(recipe: Recipe, *, resume: bool = False, force: bool = False) -
         curves = output_dir / "curves.png"
         return TrainResult(output_dir, plan.finished_step or 0, metrics_path, curves)
     check_launch_inputs(recipe)
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    meant = recipe.launch.num_processes
+    if meant and meant != world:
+        console.print(
+            f"[yellow]{recipe.source} is meant for {meant} processes (launch.num_processes); "
+            f"this launch has {world}: its batches are {world}/{meant} of the recipe's[/]",
+            highlight=False,
+        )
     make_output_dir(output_dir)
     configure_wandb(recipe, output_dir)
     main_process = int(os.environ.get("RANK", "0")) == 0  # torchrun / accelerate set RANK
@@ -210,6 +218,7 @@ def build_trainer(recipe: Recipe, reward_funcs: list[Any] | None = None) -> Any:
         shaping=recipe.shaping,
         max_reward_failure_rate=recipe.reward.max_failure_rate,
         analysis=recipe.analysis,
+        sampling=recipe.sampling,
     )
     for default in (ProgressCallback, PrinterCallback):
         trainer.remove_callback(default)

@@ -18,11 +18,12 @@ import torch
 from trl import GRPOTrainer
 
 from epx.errors import RunError
-from epx.interventions import group_quantile_mask, position_mask, probability_mask, sign_mask
-from epx.recipe import AnalysisSection, ShapingSection
+from epx.interventions import group_quantile_mask, restriction_mask
+from epx.recipe import AnalysisSection, SamplingSection, ShapingSection
 from epx.shaping import apply_shaping, ppl_weights, sequence_log_ppl
 from epx.train.callbacks import SamplesFileCallback, StageCallback
-from epx.train.rollouts import prompt_id, rollout_rows, write_rollouts
+from epx.train.dynamic import dynamic_batch
+from epx.train.rollouts import RolloutRecorder, prompt_id
 
 ROW_KEY = "epx_row"  # a completion's index in its generation batch (process-major)
 INFO_PREFIX = "epx_"  # per-completion facts for the rollout records: epx_reward, ...
@@ -41,15 +42,20 @@ class EpxGRPOTrainer(GRPOTrainer):
         shaping: ShapingSection | None = None,
         max_reward_failure_rate: float = 1.0,
         analysis: AnalysisSection | None = None,
+        sampling: SamplingSection | None = None,
         **kwargs: Any,
     ) -> None:
         super().__init__(*args, **kwargs)
         self.shaping = shaping or ShapingSection()
+        self.sampling = sampling or SamplingSection()
         self.analysis = analysis or AnalysisSection(every_n_steps=0)
         self._at_loss = False
-        self._rollouts: list[dict[str, Any]] = []
-        self._rollout_rows: set[int] = set()
-        self._rollout_step = -1
+        self.rollouts = RolloutRecorder(
+            self.analysis.every_n_steps,
+            self.analysis.max_samples_per_step,
+            self.analysis.token_stats,
+            self.num_generations,
+        )
         self.max_reward_failure_rate = max_reward_failure_rate
         self._loss_inputs: dict[str, Any] | None = None
         self._position_on = False
@@ -61,14 +67,15 @@ class EpxGRPOTrainer(GRPOTrainer):
 
     # ---- the seam -------------------------------------------------------------------------
     def _generate_and_score_completions(self, inputs: Any) -> dict[str, Any]:
-        self._show_phase("generating")
-        output = super()._generate_and_score_completions(inputs)
-        self._show_phase("optimizing")
         if not self.model.training:
-            return output
+            return super()._generate_and_score_completions(inputs)
+        self._show_phase("generating")
+        if self.sampling.dynamic:  # only groups whose rewards differ (epx.train.dynamic)
+            output = dynamic_batch(self, inputs)
+        else:
+            output = self._scored_round(inputs)
+        self._show_phase("optimizing")
         self._new_samples = True
-        self._record_reward_counts()
-        self._add_row_info(output, inputs)
         method, shaping = self.shaping.method, self.shaping
         self._position_on = self.position_active()
         self._metrics["train"]["shaping/position/active"].append(float(self._position_on))
@@ -88,6 +95,13 @@ class EpxGRPOTrainer(GRPOTrainer):
             output["advantages"] = self._shape(output["advantages"], mask, weights)
         if shaping.ppl_quantile is not None:
             output[KEEP_ROW_KEY] = self._ppl_keep(log_ppl)
+        return output
+
+    def _scored_round(self, inputs: list[dict[str, Any]]) -> dict[str, Any]:
+        """TRL's generation and scoring of `inputs`, with epx's reward counts and row info."""
+        output = super()._generate_and_score_completions(inputs)
+        self._record_reward_counts()
+        self._add_row_info(output, inputs)
         return output
 
     def _add_row_info(self, output: dict[str, Any], inputs: list[dict[str, Any]]) -> None:
@@ -319,7 +333,7 @@ class EpxGRPOTrainer(GRPOTrainer):
             if self.shaping.restricts_update:
                 inputs["advantages"] = self._restrict(inputs, logps)
             self._record_sample_stats(logps.detach(), entropies.detach(), inputs)
-            self._collect_rollouts(inputs, logps, entropies)
+            self.rollouts.collect(self.state.global_step + 1, inputs, logps, entropies)
         return result
 
     def _restrict(self, inputs: dict[str, Any], logps: torch.Tensor) -> torch.Tensor:
@@ -329,67 +343,19 @@ class EpxGRPOTrainer(GRPOTrainer):
         original = inputs.setdefault(ORIGINAL_KEY, inputs["advantages"])
         mask = inputs["completion_mask"]
         full = original.unsqueeze(1).expand_as(mask) if original.dim() == 1 else original
-        keep = sign_mask(full, mask, shaping.update_only)
-        if shaping.max_token_prob is not None:
-            keep &= probability_mask(logps, mask, shaping.max_token_prob)
-        if shaping.position_range is not None:
-            keep &= position_mask(mask, *shaping.position_range)
-        if KEEP_ROW_KEY in inputs:
-            keep &= inputs[KEEP_ROW_KEY].bool().unsqueeze(1)
+        keep = restriction_mask(
+            full,
+            mask,
+            logps,
+            update_only=shaping.update_only,
+            max_token_prob=shaping.max_token_prob,
+            position_range=shaping.position_range,
+            keep_rows=inputs.get(KEEP_ROW_KEY),
+        )
         stats = torch.stack([(keep & mask.bool()).sum(), mask.bool().sum()]).float()
         kept, total = self.accelerator.gather(stats).view(-1, 2).sum(0).tolist()
         self._metrics["train"]["shaping/update/kept_share"].append(kept / total if total else 1.0)
         return full * keep.to(full.dtype)
-
-    def _collect_rollouts(
-        self, inputs: dict[str, Any], logps: torch.Tensor, entropies: torch.Tensor
-    ) -> None:
-        """Rollout records of the step being trained, when `analysis.every_n_steps` is due."""
-        analysis = self.analysis
-        step = self.state.global_step + 1
-        due = analysis.every_n_steps and (step == 1 or step % analysis.every_n_steps == 0)
-        if not due or f"{INFO_PREFIX}prompt" not in inputs:
-            return
-        if self._rollout_step != step:
-            self._rollouts, self._rollout_rows, self._rollout_step = [], set(), step
-        if len(self._rollouts) >= analysis.max_samples_per_step:
-            return
-        rows = inputs[ROW_KEY]
-        fresh = [i for i, row in enumerate(rows.tolist()) if row not in self._rollout_rows]
-        if not fresh:
-            return  # a second iteration over the same completions
-        pick = torch.tensor(fresh, device=rows.device)
-        info = {name: inputs[f"{INFO_PREFIX}{name}"][pick] for name in INFO_NAMES}
-        advantages = inputs["advantages"]
-        self._rollouts += rollout_rows(
-            step=step,
-            rows=rows[pick],
-            group_size=self.num_generations,
-            info=info,
-            completion_ids=inputs["completion_ids"][pick],
-            mask=inputs["completion_mask"][pick],
-            logps=logps[pick],
-            entropies=entropies[pick],
-            advantages=advantages[pick],
-            token_stats=analysis.token_stats,
-        )
-        self._rollout_rows.update(int(rows[i]) for i in fresh)
-
-    def _write_rollouts(self) -> None:
-        """At a logged step: every process's records of it to the main one, written as Parquet."""
-        if not self.analysis.every_n_steps or self._rollout_step != self.state.global_step:
-            return
-        from accelerate.utils import gather_object
-
-        records = (
-            list(gather_object(self._rollouts))
-            if self.accelerator.num_processes > 1
-            else self._rollouts
-        )
-        if self.accelerator.is_main_process:
-            folder = Path(self.args.output_dir) / ROLLOUTS_DIR
-            write_rollouts(folder, self._rollout_step, records, self.analysis.max_samples_per_step)
-        self._rollouts, self._rollout_rows, self._rollout_step = [], set(), -1
 
     def _record_sample_stats(
         self, logps: torch.Tensor, entropies: torch.Tensor, inputs: dict[str, Any]
@@ -434,7 +400,9 @@ class EpxGRPOTrainer(GRPOTrainer):
             stage = self.stage_callback().update(reward, entropy)
             metrics["stage"].append(float(stage))
             self._write_samples()
-            self._write_rollouts()
+            self.rollouts.write(
+                self.state.global_step, self.accelerator, Path(self.args.output_dir) / ROLLOUTS_DIR
+            )
         super().log(logs, start_time)
 
     def _write_samples(self) -> None:

@@ -1,0 +1,13 @@
+"""Where tables go: stdout, at least `width` columns wide when it is a log or a pipe (rich
+would otherwise squeeze a table into 80)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+
+def table_console(width: int = 160) -> Any:
+    from rich.console import Console
+
+    console = Console()
+    return console if console.is_terminal else Console(width=width)
