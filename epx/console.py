@@ -11,3 +11,14 @@ def table_console(width: int = 160) -> Any:
 
     console = Console()
     return console if console.is_terminal else Console(width=width)
+
+
+def cell(value: Any, nan: str = "–") -> str:
+    """A table cell: blank for None, `nan` for NaN, 4 significant digits for a float."""
+    import math
+
+    if value is None:
+        return ""
+    if isinstance(value, float):
+        return nan if math.isnan(value) else f"{value:.4g}"
+    return str(value)

@@ -6,7 +6,6 @@ from __future__ import annotations
 import base64
 import dataclasses
 import html
-import math
 from pathlib import Path
 from typing import Any
 
@@ -18,6 +17,7 @@ from epx.analyze.core import (
     stage_summary,
 )
 from epx.analyze.load import Run, load_run
+from epx.console import cell
 from epx.stage import StageParams
 
 SUMMARY_COLUMNS = (
@@ -42,17 +42,9 @@ def analyze_run(run: Run, params: StageParams) -> dict[str, Any]:
     }
 
 
-def _fmt(value: Any) -> str:
-    if value is None:
-        return ""
-    if isinstance(value, float):
-        return "–" if math.isnan(value) else f"{value:.4g}"
-    return str(value)
-
-
 def _summary_cells(row: dict[str, Any]) -> list[str]:
     row = {**row, "steps": f"{row['first_step']}-{row['last_step']}"}
-    return [_fmt(row.get(key)) for key, _ in SUMMARY_COLUMNS]
+    return [cell(row.get(key)) for key, _ in SUMMARY_COLUMNS]
 
 
 def _markdown_table(columns: list[str], rows: list[list[str]]) -> str:
@@ -64,7 +56,7 @@ def _markdown_table(columns: list[str], rows: list[list[str]]) -> str:
 def _table(rows: list[dict[str, Any]], keys: list[str]) -> str:
     if not rows:
         return "_no rollout records (analysis.every_n_steps: 0, or none saved yet)_"
-    return _markdown_table(keys, [[_fmt(r.get(k)) for k in keys] for r in rows])
+    return _markdown_table(keys, [[cell(r.get(k)) for k in keys] for r in rows])
 
 
 def _params_line(run: Run, analysis: dict[str, Any]) -> str:

@@ -6,11 +6,12 @@ optimisation history, parameter importance and parallel-coordinate plots as PNG.
 
 from __future__ import annotations
 
-import math
 import shlex
 import statistics
 from pathlib import Path
 from typing import Any
+
+from epx.console import cell
 
 
 def trial_rows(study: Any) -> tuple[list[str], list[list[Any]]]:
@@ -53,14 +54,6 @@ def recipe_line(study: Any, trial: Any) -> str:
     return shlex.join(parts)
 
 
-def _cell(value: Any) -> str:
-    if value is None:
-        return ""
-    if isinstance(value, float):
-        return "nan" if math.isnan(value) else f"{value:.4g}"
-    return str(value)
-
-
 def render_trials(study: Any) -> Any:
     from rich.table import Table
 
@@ -72,7 +65,7 @@ def render_trials(study: Any) -> Any:
         table.add_column(column, justify="left" if column in ("state", "note") else "right",
                          overflow="fold")  # fmt: skip
     for row in rows:
-        table.add_row(*(_cell(value) for value in row), style=styles.get(row[1]))
+        table.add_row(*(cell(value, nan="nan") for value in row), style=styles.get(row[1]))
     return table
 
 
@@ -119,7 +112,7 @@ def show_study(study: Any, folder: Path, console: Any) -> list[Path]:
     if best is None:
         console.print("no complete trial yet", highlight=False)
     else:
-        params = ", ".join(f"{k}={_cell(v)}" for k, v in best.params.items())
+        params = ", ".join(f"{k}={cell(v)}" for k, v in best.params.items())
         console.print(f"[bold]best[/]: trial {best.number}, value {best.value:.4g}: {params}",
                       highlight=False, soft_wrap=True)  # fmt: skip
         console.print(f"  {recipe_line(study, best)}", highlight=False, soft_wrap=True)
