@@ -274,3 +274,43 @@ def test_an_unknown_hub_id_fails_within_seconds_without_network(tmp_path):
                               "-o", tmp_path / "o"))  # fmt: skip
     assert time.monotonic() - start < 20
     assert "cannot load 'nonexistent'" in line
+
+
+# ---- garbage gold answers -------------------------------------------------------------------
+
+GARBAGE = ["\\frac{" * 5000, "x" * 1_000_000, "2003^{2002^{2001}}", "(" * 5000 + "1"]
+
+
+def test_a_garbage_gold_is_parsed_once_per_prompt_not_once_per_sample():
+    from epx.rewards import score_many
+
+    pairs = [(f"so \\boxed{{{i}}}", gold) for gold in GARBAGE for i in range(8)]
+    start = time.monotonic()
+    scores = score_many(pairs, workers=2, timeout=1.0)
+    first = time.monotonic() - start
+    assert {s.status for s in scores} == {"timeout"}
+    # one gold's parse times out once (<= 1 s + 2 s grace before a hard kill), not 8 times
+    assert first < len(GARBAGE) * 3.0 / 2 + 5, first
+    start = time.monotonic()
+    assert [s.status for s in score_many(pairs, workers=2, timeout=1.0)] == ["timeout"] * 32
+    assert time.monotonic() - start < 2.0  # remembered: nothing is parsed again
+
+
+def test_scorer_timeouts_count_towards_the_failure_rate(tmp_path):
+    """A reward whose every scoring times out (as math-verify's do on a garbage gold) stops the
+    run like failures do; before, timeouts were not counted at all."""
+    from epx.errors import RunError
+    from epx.rewards import CountingReward
+    from epx.train import build_trainer
+
+    class TimingOut(CountingReward):
+        name = "timing_out"
+
+        def _score(self, texts, completion_ids, columns):
+            return [(0.0, "timeouts")] * len(texts)
+
+    recipe = load_recipe(TINY, [f"output_dir={tmp_path}", "logging.mode=disabled",
+                                "reward.max_failure_rate=0.5"])  # fmt: skip
+    trainer = build_trainer(recipe, reward_funcs=[TimingOut()])
+    with pytest.raises(RunError, match=r"failed on 8 of 8 scorings \(8 timeouts\) at step 1"):
+        trainer.train()
