@@ -32,7 +32,9 @@ bench: $(STAMP)
 	$(BIN)/python benchmarks/shaping_overhead.py
 	$(BIN)/python benchmarks/eval_throughput.py
 	$(BIN)/python benchmarks/sweep_scaling.py
+	$(BIN)/python benchmarks/rollout_records.py
 	$(BIN)/python benchmarks/demo_learning.py
+	$(BIN)/python benchmarks/dynamic_sampling.py
 
 clean:
 	rm -rf $(VENV) runs .pytest_cache .ruff_cache
