@@ -97,34 +97,32 @@ def _by_stage(axis: Any, runs: list[Any], tables: list[list[dict[str, Any]]], x:
     axis.grid(alpha=0.3)
 
 
-def ppl_buckets(runs: list[Any], analyses: list[dict[str, Any]], path: Path) -> Path:
-    """3. by log-PPL quartile and stage: accuracy, entropy, token log-prob change."""
+def _stage_panels(runs: list[Any], tables: list[list[dict[str, Any]]], path: Path, x: str,
+                  count: int, xlabel: str, panels: tuple[tuple[str, str], ...]) -> Path:  # fmt: skip
+    """One panel per (key, title): each run's value per x (bucket, decile), a line per stage."""
     plt = _pyplot()
-    figure, axes = plt.subplots(1, 3, figsize=(12, 3.8))
-    tables = [a["ppl_buckets"] for a in analyses]
-    for axis, (key, title) in zip(axes, (("accuracy", "accuracy"), ("entropy", "mean entropy"),
-                                         ("logprob_change", "token log-prob change / saved step")),
-                                  strict=True):  # fmt: skip
-        _by_stage(axis, runs, tables, "bucket", key, BUCKETS)
+    figure, axes = plt.subplots(1, len(panels), figsize=(3.8 * len(panels) + 0.5, 3.8))
+    for axis, (key, title) in zip(axes, panels, strict=True):
+        _by_stage(axis, runs, tables, x, key, count)
         axis.set_title(title, fontsize=9, loc="left")
-        axis.set_xlabel("log-PPL quartile (0 lowest)")
+        axis.set_xlabel(xlabel)
     _legend(axes[0])
     return _save(figure, path)
+
+
+def ppl_buckets(runs: list[Any], analyses: list[dict[str, Any]], path: Path) -> Path:
+    """3. by log-PPL quartile and stage: accuracy, entropy, token log-prob change."""
+    panels = (("accuracy", "accuracy"), ("entropy", "mean entropy"),
+              ("logprob_change", "token log-prob change / saved step"))  # fmt: skip
+    tables = [a["ppl_buckets"] for a in analyses]
+    return _stage_panels(runs, tables, path, "bucket", BUCKETS, "log-PPL quartile (0 lowest)", panels)
 
 
 def position_deciles(runs: list[Any], analyses: list[dict[str, Any]], path: Path) -> Path:
     """4. by relative-position decile and stage: token entropy, high-entropy share."""
-    plt = _pyplot()
-    figure, axes = plt.subplots(1, 2, figsize=(11, 3.8))
+    panels = (("entropy", "mean token entropy"), ("high_share", "share of top-20% entropy tokens"))
     tables = [a["position"] for a in analyses]
-    for axis, (key, title) in zip(axes, (("entropy", "mean token entropy"),
-                                         ("high_share", "share of top-20% entropy tokens")),
-                                  strict=True):  # fmt: skip
-        _by_stage(axis, runs, tables, "decile", key, DECILES)
-        axis.set_title(title, fontsize=9, loc="left")
-        axis.set_xlabel("relative position decile")
-    _legend(axes[0])
-    return _save(figure, path)
+    return _stage_panels(runs, tables, path, "decile", DECILES, "relative position decile", panels)
 
 
 def covariance(runs: list[Any], analyses: list[dict[str, Any]], path: Path) -> Path:

@@ -16,6 +16,8 @@ from typing import Any
 import torch
 from torch import Tensor
 
+from epx.train.batch_keys import INFO_PREFIX, ROW_KEY
+
 LEFT_PADDED = ("prompt_ids", "prompt_mask")
 RIGHT_PADDED = ("completion_ids", "completion_mask", "old_per_token_logps", "ref_per_token_logps",
                 "sampling_per_token_logps", "importance_sampling_ratio", "tool_mask")  # fmt: skip
@@ -116,7 +118,6 @@ def dynamic_batch(trainer: Any, inputs: list[dict[str, Any]]) -> dict[str, Any]:
     ones and ends with the same number of rows, also when a group spans processes.
     """
     from epx.errors import RunError
-    from epx.train.trainer import INFO_PREFIX, ROW_KEY
 
     cfg = trainer.sampling
     group, local = trainer.num_generations, len(inputs)
@@ -186,8 +187,6 @@ def _kept_batch_metrics(
 ) -> None:
     """One value per metric for the step, however many rounds it took: the kept batch's own for
     what it determines (reward, accuracy, lengths), the rounds' mean for the rest."""
-    from epx.train.trainer import INFO_PREFIX
-
     for key, values in metrics.items():
         start = before.get(key, 0)
         fresh = [v for v in values[start:] if v == v]

@@ -32,6 +32,8 @@ import zlib
 from pathlib import Path
 from typing import Any
 
+from epx.train.batch_keys import INFO_NAMES, INFO_PREFIX, ROW_KEY
+
 FILE_PATTERN = "step-{step:06d}.parquet"
 ROW_BYTES = 34  # step 4, prompt_id 8, sample 2, reward/correct/advantage/log_ppl/entropy 4 x 5, length 4 (+1 bool, rounded)
 TOKEN_BYTES = 20  # token id 4 + entropy, log-prob, position, advantage 4 x 4
@@ -167,8 +169,6 @@ class RolloutRecorder:
     def collect(self, step: int, inputs: dict[str, Any], logps: Any, entropies: Any) -> None:
         """Add the micro-batch's completions not seen yet this step (tensors of TRL's loss)."""
         import torch
-
-        from epx.train.trainer import INFO_NAMES, INFO_PREFIX, ROW_KEY
 
         if not self.due(step) or f"{INFO_PREFIX}prompt" not in inputs:
             return

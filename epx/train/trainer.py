@@ -21,15 +21,11 @@ from epx.errors import RunError
 from epx.interventions import group_quantile_mask, restriction_mask
 from epx.recipe import AnalysisSection, SamplingSection, ShapingSection
 from epx.shaping import apply_shaping, ppl_weights, sequence_log_ppl
+from epx.train.batch_keys import INFO_PREFIX, KEEP_ROW_KEY, ORIGINAL_KEY, ROW_KEY
 from epx.train.callbacks import SamplesFileCallback, StageCallback
 from epx.train.dynamic import dynamic_batch
 from epx.train.rollouts import RolloutRecorder, prompt_id
 
-ROW_KEY = "epx_row"  # a completion's index in its generation batch (process-major)
-INFO_PREFIX = "epx_"  # per-completion facts for the rollout records: epx_reward, ...
-INFO_NAMES = ("prompt", "reward", "correct", "advantage", "truncated")
-KEEP_ROW_KEY = "epx_keep_row"  # 1/0 per completion: inside shaping.ppl_quantile
-ORIGINAL_KEY = "epx_unrestricted"  # the advantages before the interventions' mask
 ROLLOUTS_DIR = "rollouts"
 
 
