@@ -9,6 +9,8 @@ reward grows slowly and entropy flattens. The rules (t = 0-based index of a logg
 2. peaks so far: S_t = max s (fastest rise), D_t = max -e (fastest entropy drop).
 3. condition at t: s_t <= reward_slope_frac * S_t and, where e_t is defined,
    -e_t <= entropy_slope_frac * D_t; a part whose peak is <= 0 (never rose / never fell) holds.
+   Comparisons allow a relative 1e-9 of the peak, so a noiseless tie (a slope exactly at the
+   fraction) holds however the float sums round.
 4. the plateau is confirmed once the condition has held on ``patience`` consecutive steps, all at
    t >= min_steps; it begins at the first step of that run and never ends.
 
@@ -66,6 +68,15 @@ def _slope(values: Sequence[float]) -> float | None:
     return sum((i - mx) * (v - my) for i, v in pts) / sxx
 
 
+TIE = 1e-9
+"""Relative slack of the slope comparisons: exact ties must not depend on float rounding."""
+
+
+def _under(value: float, frac: float, peak: float) -> bool:
+    """Rule 3 for one part: the peak never rose above 0, or value <= frac * peak (ties hold)."""
+    return peak <= 0 or value <= (frac + TIE) * peak
+
+
 def _finite(x: float | None) -> float:
     return math.nan if x is None else float(x)
 
@@ -109,15 +120,13 @@ class StageTracker:
         holds = rise is not None  # non-finite rewards are skipped like entropies
         if rise is not None:
             self._peak_rise = rise if self._peak_rise is None else max(self._peak_rise, rise)
-            holds = self._peak_rise <= 0 or rise <= p.reward_slope_frac * self._peak_rise
+            holds = _under(rise, p.reward_slope_frac, self._peak_rise)
         slope = _slope(self._entropies)
         n_entropy = sum(math.isfinite(e) for e in self._entropies)
         if slope is not None and n_entropy >= max(2, p.window // 2):
             drop = -slope
             self._peak_drop = drop if self._peak_drop is None else max(self._peak_drop, drop)
-            holds = holds and (
-                self._peak_drop <= 0 or drop <= p.entropy_slope_frac * self._peak_drop
-            )
+            holds = holds and _under(drop, p.entropy_slope_frac, self._peak_drop)
         if not holds or t < p.min_steps:
             self._run_start = None
             return 0
