@@ -58,6 +58,11 @@ CORPUS = [
     ("numbers enumerated", "1, 2, 3, 4, 5, 6, ..., 40", "36"),
     ("numbers enumerated", "\\boxed{1, 2, \\ldots, 100}", "\\boxed{36}"),
     ("numbers enumerated", "\\boxed{36 36 36}", "\\boxed{36}"),
+    ("numbers listed one per line", "34\n35\n36", "3 + 33 = 36\n36"),
+    ("numbers listed one per line", "Counting up:\n33\n34\n35\n36", "Counting up from 33 by 3:\n36"),
+    # a percentage whose value is another number
+    ("percentage of another value", "\\boxed{3600\\%}", "\\boxed{36\\%}", "36\\%"),
+    ("percentage of another value", "The answer is 0.36\\%.", "The answer is 36\\%.", "36\\%"),
     ("a range", "\\boxed{35-37}", "\\boxed{36}"),
     ("an inequality", "\\boxed{>35}", "\\boxed{36}"),
     ("an inequality", "\\boxed{35 < x < 37}", "\\boxed{x = 36}"),

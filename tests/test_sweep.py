@@ -21,6 +21,7 @@ from epx.cli import app
 from epx.errors import RecipeError
 from epx.sweep.objective import MetricsTail, default_metric, final_value, metric_points
 from epx.sweep.space import as_overrides, check_against_recipe, parse_space
+from epx.sweep.storage import open_storage
 
 REPO = Path(__file__).resolve().parents[1]
 TINY = REPO / "recipes" / "tiny-random.yaml"
@@ -305,11 +306,19 @@ def postgres_url():
 
 
 def test_two_workers_share_one_study_on_postgresql(tmp_path, postgres_url):
-    out = tmp_path / "sweep"
-    workers = [_sweep_process(out, postgres_url, 4) for _ in range(2)]
+    _two_workers_reach_the_total(tmp_path / "sweep", postgres_url, postgres_url)
+
+
+def test_two_workers_share_one_study_in_a_journal_file(tmp_path):
+    journal = tmp_path / "sweep" / "study.log"
+    _two_workers_reach_the_total(tmp_path / "sweep", str(journal), open_storage(str(journal)))
+
+
+def _two_workers_reach_the_total(out: Path, url: str, storage: object) -> None:
+    workers = [_sweep_process(out, url, 4) for _ in range(2)]
     for worker in workers:
         assert worker.wait(timeout=600) == 0, worker.stderr.read()
-    study = optuna.load_study(study_name="shared", storage=postgres_url)
+    study = optuna.load_study(study_name="shared", storage=storage)
     trials = study.get_trials()
     complete = [t for t in trials if t.state == TrialState.COMPLETE]
     assert len(complete) == 4  # exactly the total, no overshoot

@@ -7,7 +7,7 @@ The final answer is the *last* of two things:
   ``or`` is a hedge;
 - an explicit final statement after that box: "the (final) answer is X", "Answer: X", a closing
   "= X" / "equals X" / "is X" (the end of the completion), or a last line that holds only the
-  answer.
+  answer (a hedge when the line before holds only another number: a list of candidates).
 
 Without either there is no answer: an expression found somewhere in the text is never one.
 With ``strictness="boxed"`` only boxes count.
@@ -18,6 +18,8 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 from typing import Literal
+
+from epx.scoring import forms
 
 Strictness = Literal["final", "boxed"]
 STRICTNESS: tuple[Strictness, ...] = ("final", "boxed")
@@ -183,6 +185,15 @@ def answer_only(line: str) -> str | None:
     return text
 
 
+def _listed_after_another(value: str, before: list[str]) -> bool:
+    """Whether a last-line number follows a line holding only another number: a list of
+    candidates ("34\\n35\\n36"), which offers several values."""
+    if not before or not forms.is_number_literal(value):
+        return False
+    previous = answer_only(before[-1])
+    return previous is not None and previous != value and forms.is_number_literal(previous)
+
+
 @dataclass(frozen=True)
 class _Candidate:
     start: int
@@ -210,7 +221,8 @@ def final_statement(text: str) -> _Candidate | None:
     if lines:
         value = answer_only(lines[-1])
         if value is not None:
-            candidates.append(_Candidate(text.rfind(lines[-1]), 0, value))
+            hedged = _listed_after_another(value, lines[:-1])
+            candidates.append(_Candidate(text.rfind(lines[-1]), 0, value, hedged))
     if not candidates:
         return None
     sentence_starts = [end.end() for end in _SENTENCE_END.finditer(text)]

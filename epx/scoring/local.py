@@ -30,7 +30,7 @@ from math_verify.utils import timeout as signal_timeout
 from epx.scoring import forms
 from epx.scoring.extract import DEFAULT_STRICTNESS, FinalAnswer, Strictness, final_answer
 from epx.scoring.keys import canonical_key
-from epx.scoring.normalize import clean_answer, gold_candidates
+from epx.scoring.normalize import clean_answer, gold_candidates, split_percent
 from epx.scoring.score import Score
 
 DEFAULT_DECIMALS = 6  # math-verify's float_rounding
@@ -114,9 +114,15 @@ def _all_roundings(parses: list[object]) -> tuple[int, ...]:
     return tuple(_float_rounding(parse) for parse in parses)
 
 
-def _matches(gold: _Gold, answers: list[object], deadline: Deadline) -> bool:
-    """Whether any answer parse verifies against any gold parse (strings only against strings)."""
-    for parsed, decimals in zip(gold.parses, gold.decimals, strict=True):
+def _matches(gold: _Gold, answers: list[object], deadline: Deadline, percent: bool) -> bool:
+    """Whether any answer parse verifies against any gold parse (strings only against strings).
+
+    ``percent``: the answer carries its own percent sign; then a percentage gold's bare number
+    (``36`` for ``36\\%``) is not compared, only its value (``3600\\%`` is 36, not 36%).
+    """
+    for parsed, decimals, bare in zip(gold.parses, gold.decimals, gold.bare, strict=True):
+        if percent and bare:
+            continue
         for answer in answers:
             if isinstance(parsed, str) != isinstance(answer, str):
                 continue
@@ -147,12 +153,13 @@ def _key(answers: list[object], deadline: Deadline) -> str | None:
 
 @dataclass
 class _Answer:
-    """A completion's final answer: its parses so far, and the cleaned text still to parse
-    without unit stripping (None when that reads the same)."""
+    """A completion's final answer: its parses so far, the cleaned text still to parse without
+    unit stripping (None when that reads the same) and whether it carries a percent sign."""
 
     final: FinalAnswer
     parses: list[object] = field(default_factory=list)
     unitless: str | None = None
+    percent: bool = False
 
 
 @dataclass(frozen=True)
@@ -162,6 +169,7 @@ class _Gold:
 
     parses: tuple[object, ...]
     decimals: tuple[int, ...]  # per parse: decimals its value is compared to
+    bare: tuple[bool, ...]  # per parse: the bare number of a percentage gold (36 of 36%)
     parts: int
     numeric: bool
     hedge: bool
@@ -185,8 +193,12 @@ def _gold(gold: str, timeout: float) -> _Gold:
         deadline = Deadline(timeout)
         try:
             found: list[object] = []
+            bare: list[bool] = []
+            value, is_percent = split_percent(clean_answer(gold))
             for latex in gold_candidates(gold):
-                found += _parse(latex, deadline, _NO_UNITS)
+                parses = _parse(latex, deadline, _NO_UNITS)
+                found += parses
+                bare += [is_percent and latex == value] * len(parses)
             # evaluating the value is where a power tower hangs: here, once, not per sample
             decimals = signal_timeout(deadline.seconds())(_all_roundings)(found)
         except (TimeoutException, MemoryError):
@@ -196,6 +208,7 @@ def _gold(gold: str, timeout: float) -> _Gold:
         cached = _Gold(
             tuple(found),
             decimals,
+            tuple(bare),
             forms.part_count(cleaned),
             forms.is_numeric(cleaned, letter_units=False),
             forms.is_hedge(cleaned),
@@ -219,7 +232,8 @@ def _parse_answer(final: FinalAnswer, deadline: Deadline) -> _Answer:
     """Parse the final answer's cleaned text (with unit stripping first)."""
     cleaned = clean_answer(final.text or "")
     unitless = cleaned if _reads_differently_without_units(cleaned) else None
-    return _Answer(final, _parse_boxed(cleaned, deadline, units=True), unitless)
+    percent = split_percent(cleaned)[1]
+    return _Answer(final, _parse_boxed(cleaned, deadline, units=True), unitless, percent)
 
 
 def _form_verdict(final: FinalAnswer, gold: _Gold) -> str | None:
@@ -239,13 +253,13 @@ def _form_verdict(final: FinalAnswer, gold: _Gold) -> str | None:
 
 def _is_correct(answer: _Answer, gold: _Gold, deadline: Deadline) -> bool:
     """Whether the answer matches the gold; parses it without unit stripping only if needed."""
-    if _matches(gold, answer.parses, deadline):
+    if _matches(gold, answer.parses, deadline, answer.percent):
         return True
     if answer.unitless is None:
         return False
     more = _parse_boxed(answer.unitless, deadline, units=False)
     answer.parses += more
-    return _matches(gold, more, deadline)
+    return _matches(gold, more, deadline, answer.percent)
 
 
 def score_local(
