@@ -133,9 +133,14 @@ def test_boxed_strictness_reads_boxes_only():
         ("\\boxed{\\mathrm{e}^2}", "e^2"),
         ("\\boxed{\\operatorname{e}^{2}}", "e^2"),
         ("\\boxed{\\text{e}}", "e"),
+        ("21 + 15\nx = 36\n36", "36"),
+        ("\\boxed{36\\%}", "36"),
+        ("\\boxed{36} \\boxed{36}", "36"),
+        ("\\boxed{0.36}", "36\\%"),
     ],
     ids=["boxes of a two-part gold", "two boxes, two parts", "final statement after boxes",
-         "currency sign", "unit with a superscript", "mathrm e", "operatorname e", "text e"],
+         "currency sign", "unit with a superscript", "mathrm e", "operatorname e", "text e",
+         "a number repeated on the last line", "percent for a what-percent gold", "one answer boxed twice", "value of a percentage"],
 )
 def test_what_a_careful_grader_credits(completion: str, gold: str):
     assert math_correct(completion, gold) == 1.0, score_answer(completion, gold)

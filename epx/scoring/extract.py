@@ -3,8 +3,8 @@
 The final answer is the *last* of two things:
 
 - the last ``\\boxed{}``/``\\fbox{}``; a final run of boxes joined only by ``,``, ``;``, ``and``,
-  ``\\quad`` (and spaces, ``$``) is kept as one answer of several parts, and a run joined by
-  ``or`` is a hedge;
+  ``\\quad`` (and spaces, ``$``) is kept as one answer of several parts (one part when every box
+  holds the same text), and a run joined by ``or`` is a hedge;
 - an explicit final statement after that box: "the (final) answer is X", "Answer: X", a closing
   "= X" / "equals X" / "is X" (the end of the completion), or a last line that holds only the
   answer (a hedge when the line before holds only another number: a list of candidates).
@@ -188,10 +188,10 @@ def answer_only(line: str) -> str | None:
 def _listed_after_another(value: str, before: list[str]) -> bool:
     """Whether a last-line number follows a line holding only another number: a list of
     candidates ("34\\n35\\n36"), which offers several values."""
-    if not before or not forms.is_number_literal(value):
-        return False
-    previous = answer_only(before[-1])
-    return previous is not None and previous != value and forms.is_number_literal(previous)
+    number = forms.number_core(value)
+    previous = answer_only(before[-1]) if before and number is not None else None
+    other = forms.number_core(previous) if previous is not None else None
+    return other is not None and other != number
 
 
 @dataclass(frozen=True)
@@ -273,6 +273,8 @@ def final_answer(completion: str, strictness: Strictness = DEFAULT_STRICTNESS) -
             answer = FinalAnswer(None, found_box=True)  # an empty or unclosed last box
         else:
             parts = tuple(part for part in contents if part)
+            if len(set(parts)) == 1:  # one answer boxed again (``\\boxed{36} \\boxed{36}``)
+                parts, hedged = parts[:1], False
             answer = FinalAnswer(", ".join(parts), parts, "box", hedged, True)
         after = completion[last.end + 1 :] if last.end is not None else ""
     if strictness == "boxed":

@@ -119,6 +119,13 @@ def is_number_literal(text: str, letter_units: bool = True) -> bool:
     return bool(core) and _NUMBER.fullmatch(core) is not None
 
 
+def number_core(text: str) -> str | None:
+    """The number of a number literal without its decorations (``x = 36 cm`` -> ``36``); None
+    for anything else."""
+    core = _strip_decorations(text, letter_units=True)
+    return core if core and _NUMBER.fullmatch(core) else None
+
+
 def is_numeric(text: str, letter_units: bool = True) -> bool:
     """Whether every part of ``text`` is a number literal, inside tuples and intervals too
     (``1,3,5``, ``(2,32), (8,18)``, ``(3,4]`` yes; ``3\\sqrt{13}``, ``(3+1, 2)`` no)."""
