@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.epx-installed
 export PIP_DISABLE_PIP_VERSION_CHECK := 1
 
-.PHONY: setup test demo lint bench clean
+.PHONY: setup test fuzz demo lint bench clean
 
 setup: $(STAMP)
 
@@ -22,6 +22,11 @@ lint: $(STAMP)
 
 test: lint
 	$(BIN)/pytest -q
+
+# The property tests with new random examples, ten times as many (`make test` draws fixed ones).
+fuzz: $(STAMP)
+	EPX_HYPOTHESIS=explore $(BIN)/pytest -q tests/test_shaping.py tests/test_stage.py \
+		tests/test_metrics.py tests/test_rewards.py -p no:cacheprovider
 
 # The main job on the built-in CPU default: SmolLM2-135M-Instruct, GRPO + shaping, <= 10 minutes.
 demo: $(STAMP)

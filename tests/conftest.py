@@ -6,6 +6,13 @@ import os
 from pathlib import Path
 
 import pytest
+from hypothesis import settings
+
+# Property tests draw the same examples on every run (a red CI is a regression, never a new draw);
+# `make fuzz` (EPX_HYPOTHESIS=explore) draws new ones, ten times as many.
+settings.register_profile("fixed", derandomize=True)
+settings.register_profile("explore", derandomize=False, max_examples=1_000)
+settings.load_profile(os.environ.get("EPX_HYPOTHESIS", "fixed"))
 
 REPO = Path(__file__).resolve().parents[1]
 DATA_DIR = Path(os.environ.get("EPX_DATA_DIR", REPO.parent / "shared" / "benchmarks"))

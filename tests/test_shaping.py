@@ -9,6 +9,7 @@ import pytest
 import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from tests_shared import examples
 
 from epx.shaping import (
     apply_shaping,
@@ -329,7 +330,7 @@ def batches(draw):
 ALPHA = st.one_of(st.just(0.0), st.sampled_from([0.01, 0.1, 1.0]), st.floats(0, 2))
 
 
-@settings(max_examples=150, deadline=None)
+@settings(max_examples=examples(150), deadline=None)
 @given(
     batches(),
     st.sampled_from(["none", "ppl", "position", "both"]),
@@ -348,7 +349,7 @@ def test_vectorised_equals_loop_reference(batch, method, ppl_alpha, pos_alpha, a
     torch.testing.assert_close(out, t64(expected), rtol=1e-9, atol=1e-12)
 
 
-@settings(max_examples=100, deadline=None)
+@settings(max_examples=examples(100), deadline=None)
 @given(batches(), st.sampled_from(["none", "ppl", "position", "both"]), ALPHA, ALPHA)
 def test_laws(batch, method, ppl_alpha, pos_alpha):
     g, adv, logps, mask = batch

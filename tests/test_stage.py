@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 from hypothesis import example, given, settings
 from hypothesis import strategies as st
+from tests_shared import examples
 
 from epx.stage import TIE, StageParams, StageTracker, detect_plateau, stage_series
 
@@ -129,7 +130,7 @@ def reference_stages(reward, entropy, p: StageParams) -> list[int]:
     return stages
 
 
-@settings(max_examples=25, deadline=None)
+@settings(max_examples=examples(25), deadline=None)
 @given(
     b=st.integers(25, 70),
     noise=st.sampled_from([0.0, 0.01, 0.03, 0.1]),
