@@ -7,6 +7,7 @@ import os
 from pathlib import Path
 
 import pytest
+from tests_shared import step_records, train_tiny
 
 from epx.errors import RunError, RunStateError
 from epx.recipe import load_recipe
@@ -122,6 +123,26 @@ def test_resume_continues_global_step(first_run):
     state = json.loads((first_run / "checkpoint-6" / "trainer_state.json").read_text())
     tracker = state["stateful_callbacks"]["StageCallback"]["attributes"]["tracker_state"]
     assert tracker["step"] == 6  # 4 restored + 2 new, not restarted from 0
+
+
+def test_a_resumed_run_trains_bit_for_bit_what_the_uninterrupted_one_did(tmp_path):
+    """Stopped after step 2 and resumed to step 5, a run logs the uninterrupted run's every value
+    (generations, rewards, losses, gradient norms) and ends with its weights, bit for bit.
+
+    The schedule is constant: a linear one decays over max_steps, so a run of 2 steps has other
+    learning rates than a run of 5 (a longer budget resumes, on the new schedule)."""
+    from safetensors.torch import load_file
+
+    common = ["logging.mode=disabled", "grpo.save_steps=2", "grpo.lr_scheduler_type=constant"]
+    whole, cut = tmp_path / "whole", tmp_path / "cut"
+    train_tiny(whole, 5, common)
+    train_tiny(cut, 2, common)
+    train_tiny(cut, 5, common, resume=True)
+    assert [r["step"] for r in step_records(cut)] == [1, 2, 3, 4, 5]
+    assert step_records(cut) == step_records(whole)
+    assert (cut / "samples.jsonl").read_text() == (whole / "samples.jsonl").read_text()
+    weights = [load_file(run / "final" / "model.safetensors") for run in (whole, cut)]
+    assert all(weights[0][name].equal(weights[1][name]) for name in weights[0])
 
 
 def test_existing_run_needs_resume(first_run):

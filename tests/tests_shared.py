@@ -1,9 +1,13 @@
-"""Helpers shared by several test modules: reward functions of the dynamic-sampling tests (and
-their torchrun worker), and the property tests' example counts."""
+"""Helpers shared by several test modules: tiny training runs and their records, reward functions
+of the dynamic-sampling tests (and their torchrun worker), the property tests' example counts."""
 
 from __future__ import annotations
 
+import json
 import os
+from pathlib import Path
+
+TINY = Path(__file__).resolve().parents[1] / "recipes" / "tiny-random.yaml"
 
 EXPLORE = os.environ.get("EPX_HYPOTHESIS") == "explore"
 
@@ -11,6 +15,21 @@ EXPLORE = os.environ.get("EPX_HYPOTHESIS") == "explore"
 def examples(n: int) -> int:
     """A property test's example count: ``n``, ten times that under `make fuzz`."""
     return 10 * n if EXPLORE else n
+
+
+def train_tiny(run: Path, steps: int, overrides: list[str], resume: bool = False) -> None:
+    """Train the tiny recipe into ``run`` for ``steps`` steps (continuing it with ``resume``)."""
+    from epx.recipe import load_recipe
+    from epx.train import run_training
+
+    recipe = load_recipe(TINY, [*overrides, f"output_dir={run}", f"grpo.max_steps={steps}"])
+    run_training(recipe, resume=resume)
+
+
+def step_records(run: Path) -> list[dict]:
+    """A run's per-step metrics records without their wall time: what a rerun must reproduce."""
+    records = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
+    return [{k: v for k, v in r.items() if k != "step_time"} for r in records if "reward" in r]
 
 
 def answer_of(prompt: str) -> int:
