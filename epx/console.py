@@ -1,5 +1,5 @@
-"""Where tables go: stdout, at least `width` columns wide when it is a log or a pipe (rich
-would otherwise squeeze a table into 80)."""
+"""Where tables and progress bars go: tables to stdout, at least `width` columns wide when it is a
+log or a pipe (rich would otherwise squeeze a table into 80); one progress-bar layout."""
 
 from __future__ import annotations
 
@@ -22,3 +22,19 @@ def cell(value: Any, nan: str = "–") -> str:
     if isinstance(value, float):
         return nan if math.isnan(value) else f"{value:.4g}"
     return str(value)
+
+
+def progress_bar(console: Any, description: str = "{task.description}", **kwargs: Any) -> Any:
+    """A rich Progress: description, bar, done/total, elapsed and remaining time."""
+    from rich.progress import (
+        BarColumn,
+        MofNCompleteColumn,
+        Progress,
+        TextColumn,
+        TimeElapsedColumn,
+        TimeRemainingColumn,
+    )
+
+    columns = (TextColumn(description), BarColumn(), MofNCompleteColumn())
+    columns += (TimeElapsedColumn(), TimeRemainingColumn())
+    return Progress(*columns, console=console, **kwargs)

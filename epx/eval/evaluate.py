@@ -113,18 +113,9 @@ def run_eval(options: EvalOptions, console: Any = None) -> EvalResult:
         write_json(output_dir / "settings.json", stored)
     processes.wait()
 
-    from rich.progress import (
-        BarColumn,
-        MofNCompleteColumn,
-        Progress,
-        TextColumn,
-        TimeElapsedColumn,
-        TimeRemainingColumn,
-    )
+    from epx.console import progress_bar
 
-    columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn())
-    columns += (TimeElapsedColumn(), TimeRemainingColumn())
-    with Progress(*columns, console=console, disable=not processes.is_main) as progress:
+    with progress_bar(console, disable=not processes.is_main) as progress:
         results = evaluate_benchmarks(
             generator,
             benches,

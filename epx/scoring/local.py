@@ -153,10 +153,11 @@ def _key(answers: list[object], deadline: Deadline) -> str | None:
 
 @dataclass
 class _Answer:
-    """A completion's final answer: its parses so far, the cleaned text still to parse without
-    unit stripping (None when that reads the same) and whether it carries a percent sign."""
+    """A completion's final answer: its cleaned text, its parses so far, the cleaned text still to
+    parse without unit stripping (None when that reads the same), whether it has a percent sign."""
 
     final: FinalAnswer
+    cleaned: str
     parses: list[object] = field(default_factory=list)
     unitless: str | None = None
     percent: bool = False
@@ -194,7 +195,8 @@ def _gold(gold: str, timeout: float) -> _Gold:
         try:
             found: list[object] = []
             bare: list[bool] = []
-            value, is_percent = split_percent(clean_answer(gold))
+            cleaned = clean_answer(gold)
+            value, is_percent = split_percent(cleaned)
             for latex in gold_candidates(gold):
                 parses = _parse(latex, deadline, _NO_UNITS)
                 found += parses
@@ -204,7 +206,6 @@ def _gold(gold: str, timeout: float) -> _Gold:
         except (TimeoutException, MemoryError):
             _gold_cache[gold] = _UNREADABLE
             raise
-        cleaned = clean_answer(gold)
         cached = _Gold(
             tuple(found),
             decimals,
@@ -233,13 +234,13 @@ def _parse_answer(final: FinalAnswer, deadline: Deadline) -> _Answer:
     cleaned = clean_answer(final.text or "")
     unitless = cleaned if _reads_differently_without_units(cleaned) else None
     percent = split_percent(cleaned)[1]
-    return _Answer(final, _parse_boxed(cleaned, deadline, units=True), unitless, percent)
+    return _Answer(final, cleaned, _parse_boxed(cleaned, deadline, units=True), unitless, percent)
 
 
-def _form_verdict(final: FinalAnswer, gold: _Gold) -> str | None:
+def _form_verdict(answer: _Answer, gold: _Gold) -> str | None:
     """ "wrong" when the answer's form already rules it out (a hedge, a list for one answer, an
     expression for a number); None when its value decides."""
-    text = clean_answer(final.text or "")
+    final, text = answer.final, answer.cleaned
     if gold.parts == 1 and not gold.hedge and (final.hedged or forms.is_hedge(text)):
         return "wrong"
     if gold.parts == 1 and (len(final.parts) > 1 or forms.part_count(text) > 1):
@@ -277,7 +278,7 @@ def score_local(
         deadline = Deadline(timeout)
         answer = _parse_answer(final, deadline)
         is_math = any(not isinstance(a, str) for a in answer.parses)
-        verdict = _form_verdict(final, gold_info)
+        verdict = _form_verdict(answer, gold_info)
         if verdict is not None and is_math:  # hedges get no key: they never win a vote
             key = None if final.hedged else _key(answer.parses, deadline)
             return Score(verdict, text, boxed, key)

@@ -203,24 +203,9 @@ class RichProgressCallback(TrainerCallback):
     def on_train_begin(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
         if not state.is_world_process_zero:
             return
-        from rich.progress import (
-            BarColumn,
-            MofNCompleteColumn,
-            Progress,
-            TextColumn,
-            TimeElapsedColumn,
-            TimeRemainingColumn,
-        )
+        from epx.console import progress_bar
 
-        self.progress = Progress(
-            TextColumn("[bold]train[/] {task.description:<11}"),
-            BarColumn(),
-            MofNCompleteColumn(),
-            TimeElapsedColumn(),
-            TimeRemainingColumn(),
-            console=self.console,
-            transient=False,
-        )
+        self.progress = progress_bar(self.console, "[bold]train[/] {task.description:<11}")
         self.progress.start()
         self.task = self.progress.add_task(
             "train", total=state.max_steps, completed=state.global_step

@@ -79,19 +79,26 @@ class EpxGRPOTrainer(GRPOTrainer):
         self._at_loss = needs_log_ppl and self._loss_forward_is_behaviour(output)
         if self._at_loss:
             return output  # shaped in the loss's own forward, which is the behaviour policy's
-        mask = output["completion_mask"]
         log_ppl = None
         if needs_log_ppl:
             logps = output.get("old_per_token_logps")
             if logps is None:
                 logps = self._behaviour_logps(output)
-            log_ppl = sequence_log_ppl(logps, mask)
-        if method != "none":
-            weights = self._ppl_weights(log_ppl) if method in ("ppl", "both") else None
-            output["advantages"] = self._shape(output["advantages"], mask, weights)
-        if shaping.ppl_quantile is not None:
-            output[KEEP_ROW_KEY] = self._ppl_keep(log_ppl)
+            log_ppl = sequence_log_ppl(logps, output["completion_mask"])
+        self._shape_batch(output, log_ppl)
         return output
+
+    def _shape_batch(
+        self, batch: dict[str, Any], log_ppl: torch.Tensor | None, rows: torch.Tensor | None = None
+    ) -> None:
+        """Shape ``batch["advantages"]`` (PPL weights from ``log_ppl``, then the position bonus)
+        and mark the rows inside `shaping.ppl_quantile`; ``rows``: the batch is TRL-shuffled."""
+        method = self.shaping.method
+        if method != "none":
+            weights = self._ppl_weights(log_ppl, rows) if method in ("ppl", "both") else None
+            batch["advantages"] = self._shape(batch["advantages"], batch["completion_mask"], weights)
+        if self.shaping.ppl_quantile is not None:
+            batch[KEEP_ROW_KEY] = self._ppl_keep(log_ppl, rows)
 
     def _scored_round(self, inputs: list[dict[str, Any]]) -> dict[str, Any]:
         """TRL's generation and scoring of `inputs`, with epx's reward counts and row info."""
@@ -315,17 +322,7 @@ class EpxGRPOTrainer(GRPOTrainer):
             logps, entropies, _ = result  # TRL reads inputs["advantages"] right after this forward
             mask = inputs["completion_mask"]
             if self._at_loss and ORIGINAL_KEY not in inputs:
-                log_ppl = sequence_log_ppl(logps.detach(), mask)
-                rows = inputs[ROW_KEY]
-                if self.shaping.method != "none":
-                    weights = (
-                        self._ppl_weights(log_ppl, rows)
-                        if self.shaping.method in ("ppl", "both")
-                        else None
-                    )
-                    inputs["advantages"] = self._shape(inputs["advantages"], mask, weights)
-                if self.shaping.ppl_quantile is not None:
-                    inputs[KEEP_ROW_KEY] = self._ppl_keep(log_ppl, rows)
+                self._shape_batch(inputs, sequence_log_ppl(logps.detach(), mask), inputs[ROW_KEY])
             if self.shaping.restricts_update:
                 inputs["advantages"] = self._restrict(inputs, logps)
             self._record_sample_stats(logps.detach(), entropies.detach(), inputs)
