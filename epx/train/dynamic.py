@@ -129,11 +129,11 @@ def dynamic_batch(trainer: Any, inputs: list[dict[str, Any]]) -> dict[str, Any]:
     first: dict[str, Any] | None = None
     kept = generated = solve_all = solve_none = rounds = 0
     round_inputs = inputs
+    key = f"{INFO_PREFIX}{'correct' if cfg.metric == 'accuracy' else 'reward'}"
     while True:
         rows = gather_rows(accelerator, trainer._scored_round(round_inputs), local)
         rounds += 1
         first = first or rows
-        key = f"{INFO_PREFIX}{'correct' if cfg.metric == 'accuracy' else 'reward'}"
         signal = groups_with_signal(rows[key], group, cfg.tolerance)
         correct = rows[f"{INFO_PREFIX}correct"].reshape(-1, group)
         solve_all += int((~signal & (correct == 1).all(dim=1)).sum())
