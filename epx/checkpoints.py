@@ -2,8 +2,11 @@
 
 A checkpoint is usable when its `trainer_state.json` parses with a global step (Trainer writes it
 last, so a save cut short by a crash has none) and its weights are whole: every tensor that the
-safetensors header lists lies inside the file. A checkpoint without optimizer state resumes
-with a fresh optimizer, so `--resume` refuses it unless forced. Pure file reading: no torch.
+safetensors header lists lies inside the file; an FSDP checkpoint saved as a sharded state dict
+(`pytorch_model_fsdp_0/`, `optimizer_0/`: torch.distributed.checkpoint folders) has the
+`.metadata` file that the save writes once every process's shard is on disk. A checkpoint without
+optimizer state resumes with a fresh optimizer, so `--resume` refuses it unless forced. Pure file
+reading: no torch.
 """
 
 from __future__ import annotations
@@ -19,6 +22,19 @@ CHECKPOINT_PATTERN = re.compile(r"^checkpoint-(\d+)$")
 WEIGHT_FILES = ("model.safetensors", "adapter_model.safetensors")
 SHARD_INDEX = "model.safetensors.index.json"
 OPTIMIZER_FILES = ("optimizer.pt", "optimizer.bin")
+FSDP_MODEL_DIRS = "pytorch_model_fsdp_*"  # accelerate's SHARDED_STATE_DICT save (one per model)
+FSDP_OPTIMIZER_DIRS = "optimizer_*"
+DCP_METADATA = ".metadata"  # torch.distributed.checkpoint writes it last, after every shard
+
+
+def sharded_problem(folder: Path) -> str | None:
+    """Why a torch.distributed.checkpoint folder is not whole (None if it is)."""
+    metadata = folder / DCP_METADATA
+    if not metadata.is_file() or metadata.stat().st_size == 0:
+        return f"{folder.name}/ has no {DCP_METADATA}: its save was cut short"
+    if not any(folder.glob("*.distcp")):
+        return f"{folder.name}/ holds no shard (*.distcp)"
+    return None
 
 
 def checkpoint_folders(run_dir: str | Path) -> list[tuple[int, Path]]:
@@ -87,10 +103,15 @@ def checkpoint_problem(folder: Path) -> str | None:
                 return problem
         return None
     weights = [folder / name for name in WEIGHT_FILES if (folder / name).is_file()]
+    sharded = sorted(path for path in folder.glob(FSDP_MODEL_DIRS) if path.is_dir())
     if not weights:
-        if any(folder.glob("pytorch_model*.bin")) or any(folder.glob("global_step*")):
-            return None  # torch or DeepSpeed weights: not inspected here
-        return "no model weights (model.safetensors)"
+        for path in sharded:
+            problem = sharded_problem(path)
+            if problem:
+                return problem
+        if sharded or any(folder.glob("pytorch_model*.bin")) or any(folder.glob("global_step*")):
+            return None  # FSDP shards, torch or DeepSpeed weights
+        return "no model weights (model.safetensors, or FSDP's pytorch_model_fsdp_0/)"
     for path in weights:
         problem = safetensors_problem(path)
         if problem:
@@ -100,8 +121,10 @@ def checkpoint_problem(folder: Path) -> str | None:
 
 def optimizer_problem(folder: Path) -> str | None:
     """Why the checkpoint's optimizer state is missing or not whole (None if it is there)."""
-    if any(folder.glob("global_step*")) or any(folder.glob("optimizer_*")):
-        return None  # DeepSpeed / FSDP keep it in folders of their own
+    if any(folder.glob("global_step*")):
+        return None  # DeepSpeed keeps it in a folder of its own
+    for path in sorted(p for p in folder.glob(FSDP_OPTIMIZER_DIRS) if p.is_dir()):
+        return sharded_problem(path)  # FSDP's sharded optimizer state
     for name in OPTIMIZER_FILES:
         path = folder / name
         if path.is_file():

@@ -25,16 +25,33 @@ app = typer.Typer(
 
 
 def fail(message: str, code: int = 2) -> None:
-    """Print one line to stderr and exit with `code`."""
-    typer.echo(f"epx: error: {message}", err=True)
+    """Print one line to stderr and exit with `code` (in a multi-process launch, the processes
+    other than the main one name their rank)."""
+    import os
+
+    rank = int(os.environ.get("RANK", "0"))
+    where = f" (rank {rank})" if rank else ""
+    typer.echo(f"epx: error{where}: {message}", err=True)
     raise typer.Exit(code)
 
 
+class Terminated(BaseException):
+    """SIGTERM, e.g. from a launcher (torchrun) ending the other processes when one failed."""
+
+
+def _on_sigterm(signum: int, frame: Any) -> None:
+    raise Terminated
+
+
 def friendly_errors(command: Callable[..., Any]) -> Callable[..., Any]:
-    """Turn EpxError (and Ctrl-C) into one line on stderr with its exit code, never a traceback."""
+    """Turn EpxError, Ctrl-C and SIGTERM into one line on stderr with an exit code, never a
+    traceback (what was saved stays: a run resumes from its last checkpoint)."""
 
     @functools.wraps(command)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
+        import signal
+
+        signal.signal(signal.SIGTERM, _on_sigterm)
         try:
             return command(*args, **kwargs)
         except EpxError as error:
@@ -42,8 +59,19 @@ def friendly_errors(command: Callable[..., Any]) -> Callable[..., Any]:
         except KeyboardInterrupt:
             typer.echo("epx: interrupted", err=True)
             raise typer.Exit(130) from None
+        except Terminated:
+            typer.echo(f"epx: terminated (SIGTERM){_rank_note()}", err=True)
+            raise typer.Exit(143) from None
 
     return wrapper
+
+
+def _rank_note() -> str:
+    import os
+
+    if int(os.environ.get("WORLD_SIZE", "1")) < 2:
+        return ""
+    return f" on rank {os.environ.get('RANK', '0')}: the launcher stops every process when one fails"
 
 
 def _version(value: bool) -> None:

@@ -80,6 +80,15 @@ def resolve_reference(ref: str) -> tuple[ModelSection, DataSection | None]:
 
 def _checkpoint_model(model: ModelSection, checkpoint: Path) -> ModelSection:
     """The recipe's model section pointed at a checkpoint (adapters merged on load if LoRA)."""
+    from epx.checkpoints import FSDP_MODEL_DIRS, WEIGHT_FILES
+
+    weights = any((checkpoint / name).is_file() for name in WEIGHT_FILES)
+    if not weights and any(checkpoint.glob(FSDP_MODEL_DIRS)):
+        raise ModelError(
+            f"{checkpoint}: FSDP shards (pytorch_model_fsdp_0/) that only `epx train --resume` "
+            f"reads; evaluate {checkpoint.parent / 'final'} (full weights, written at the end "
+            "of training)"
+        )
     if (checkpoint / "adapter_config.json").is_file():
         return model.model_copy(update={"adapter": str(checkpoint), "lora": None})
     tokenizer = str(checkpoint) if (checkpoint / "tokenizer_config.json").is_file() else None

@@ -229,7 +229,10 @@ class SamplingSection(Section):
 
 class AnalysisSection(Section):
     every_n_steps: int = Field(
-        10, ge=0, description="Save a sample of rollouts every N steps for `epx analyze` (0: off)."
+        10,
+        ge=0,
+        description="Save a sample of the completions trained at step 1 and every N optimizer "
+        "steps (TRL's global steps) for `epx analyze` (0: off).",
     )
     max_samples_per_step: int = Field(64, gt=0, description="Rollouts kept per saved step.")
     token_stats: bool = Field(

@@ -37,8 +37,9 @@ def sequence_log_ppl(logps: Tensor, mask: Tensor) -> Tensor:
     """Per-response log-perplexity ``-(1/|o_i|) sum_t mask * logp``.
 
     logps: (B, T) token log-probs of the behaviour policy; mask: (B, T) bool/int/float.
-    Returns (B,). A row with an empty mask gives 0.0 (the log-PPL of a certain sequence), never NaN;
-    values under the mask (padding) are ignored even when they are not finite.
+    Returns (B,). A row with an empty mask (a completion TRL masked out, e.g. a truncated one under
+    ``mask_truncated_completions``) has no log-PPL: NaN, which the group statistics leave out.
+    Values under the mask (padding) are ignored even when they are not finite.
     """
     _check_mask(mask)
     assert logps.shape == mask.shape, (
@@ -47,8 +48,9 @@ def sequence_log_ppl(logps: Tensor, mask: Tensor) -> Tensor:
     m = mask.bool()
     dtype = _stat_dtype(logps)
     total = torch.where(m, logps.to(dtype), 0.0).sum(dim=1)  # (B,)
-    count = m.sum(dim=1).clamp(min=1).to(dtype)  # (B,)
-    return (-total / count).to(_out_dtype(logps))
+    count = m.sum(dim=1).to(dtype)  # (B,)
+    log_ppl = torch.where(count > 0, -total / count.clamp(min=1), torch.nan)
+    return log_ppl.to(_out_dtype(logps))
 
 
 def ppl_weights(
@@ -66,6 +68,8 @@ def ppl_weights(
     becomes 1.0; ``w = (lnPPL - mean) / std`` for every response, outliers included.
     ``favour="low"`` is PAPER.md's method (low-PPL responses weigh more); ``"high"`` is the
     reference code's high-PPL ablation. Returns (B,). A group of one gets weight 1.
+    NaN log-PPLs (completions with no response token) take no part in their group's statistics
+    and get weight 1 (they have no token to weigh); a group with no finite value is all ones.
     """
     assert log_ppl.dim() == 1, f"log_ppl must be (B,), got shape {tuple(log_ppl.shape)}"
     assert group_size >= 1, f"group_size must be >= 1, got {group_size}"
@@ -79,19 +83,20 @@ def ppl_weights(
     assert lo_clip <= hi_clip, f"clip must be (low, high) with low <= high, got {clip}"
     dtype = _stat_dtype(log_ppl)
     x = log_ppl.to(dtype).reshape(b // group_size, group_size)  # (n_groups, G)
+    finite = ~torch.isnan(x)
     probs = torch.tensor([0.25, 0.75], dtype=dtype, device=x.device)
-    q1, q3 = torch.quantile(x, probs, dim=1, keepdim=True)  # (n_groups, 1) each
+    q1, q3 = torch.nanquantile(x, probs, dim=1, keepdim=True)  # (n_groups, 1) each
     iqr = q3 - q1
-    keep = (x >= q1 - 1.5 * iqr) & (x <= q3 + 1.5 * iqr)  # (n_groups, G)
-    keep = torch.where(keep.any(dim=1, keepdim=True), keep, torch.ones_like(keep))
-    n = keep.sum(dim=1, keepdim=True).to(dtype)
+    keep = finite & (x >= q1 - 1.5 * iqr) & (x <= q3 + 1.5 * iqr)  # (n_groups, G)
+    keep = torch.where(keep.any(dim=1, keepdim=True), keep, finite)
+    n = keep.sum(dim=1, keepdim=True).clamp(min=1).to(dtype)
     mean = torch.where(keep, x, 0.0).sum(dim=1, keepdim=True) / n
     var = torch.where(keep, (x - mean) ** 2, 0.0).sum(dim=1, keepdim=True) / n
     std = var.sqrt()
     std = torch.where(std <= 1e-6, torch.ones_like(std), std)
     w = (x - mean) / std
     sign = -1.0 if favour == "low" else 1.0
-    weight = (1.0 + sign * alpha * w).clamp(lo_clip, hi_clip)
+    weight = torch.where(finite, (1.0 + sign * alpha * w).clamp(lo_clip, hi_clip), 1.0)
     return weight.reshape(b).to(_out_dtype(log_ppl))
 
 

@@ -40,7 +40,8 @@ class StageParams:
     """Parameters of the rising/plateau detector."""
 
     window: int = 20
-    """Trailing steps the least-squares slopes are fitted over (the smoothing)."""
+    """Trailing steps the least-squares slopes are fitted over (the smoothing). In training a
+    step is an optimizer step (TRL's global step), fed with the completions it trained on."""
     min_steps: int = 20
     """The plateau never begins before this step index."""
     reward_slope_frac: float = 0.3

@@ -17,7 +17,8 @@ from tests_shared import answer_of, signal_reward, step_records, train_tiny
 from epx.errors import RunError
 from epx.recipe import load_recipe
 from epx.train import build_trainer
-from epx.train.dynamic import draw_prompts, fill_rows, groups_with_signal, merge_rows, round_seed
+from epx.train.dynamic import draw_prompts, fill_rows, groups_with_signal, round_seed
+from epx.train.dynamic_rows import RowTable
 
 REPO = Path(__file__).resolve().parents[1]
 TINY = REPO / "recipes" / "tiny-random.yaml"
@@ -46,7 +47,9 @@ def test_merge_pads_prompts_left_and_completions_right():
     b = {"prompt_ids": torch.tensor([[6, 7, 8]]), "completion_ids": torch.tensor([[4]]),
          "completion_mask": torch.tensor([[1]]), "advantages": torch.tensor([-0.5]),
          "num_items_in_batch": torch.tensor(1)}  # fmt: skip
-    merged = merge_rows([a, b], pad_id=0)
+    table = RowTable.of_batch({k: v for k, v in a.items() if k != "num_items_in_batch"})
+    table.update({1: RowTable.of_batch({k: v for k, v in b.items() if k != "num_items_in_batch"}).rows[0]})
+    merged = table.stack(2, pad_id=0)
     assert merged["prompt_ids"].tolist() == [[0, 7, 8], [6, 7, 8]]
     assert merged["completion_ids"].tolist() == [[1, 2, 3], [4, 0, 0]]
     assert merged["completion_mask"].tolist() == [[1, 1, 1], [1, 0, 0]]

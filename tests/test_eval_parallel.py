@@ -41,7 +41,7 @@ SCRIPT = textwrap.dedent(
             processes=processes, workers=1,
         )
         report = {"rank": processes.index, "world": processes.count, "generated": sum(calls),
-                  "acc": results["aime24"].metrics["acc"]}
+                  "calls": len(calls), "acc": results["aime24"].metrics["acc"]}
         (out / f"rank{processes.index}.json").write_text(json.dumps(report))
 
 
@@ -75,8 +75,10 @@ def test_two_ranks_split_the_chunks_and_match_one_process(tmp_path):
     one = run(tmp_path, "one", [sys.executable])
     reports = [json.loads((two / f"rank{rank}.json").read_text()) for rank in (0, 1)]
     assert [(r["rank"], r["world"]) for r in reports] == [(0, 2), (1, 2)]
-    # 3 problems x 3 samples = 9 in chunks of 2: [0,2) [2,4) [4,6) [6,8) [8,9); dealt round-robin
-    assert [r["generated"] for r in reports] == [2 + 2 + 1, 2 + 2]
+    # 3 problems x 3 samples = 9 in chunks of 2: [0,2) [2,4) [4,6) [6,8) [8,9); dealt round-robin,
+    # and in the last round rank 1, with no chunk left, generates one prompt to keep in step
+    assert [r["generated"] for r in reports] == [2 + 2 + 1, 2 + 2 + 1]
+    assert [r["calls"] for r in reports] == [3, 3]  # generate called equally often
     assert reports[0]["acc"] == reports[1]["acc"]  # both ranks see every record
     assert (two / "aime24.jsonl").read_text() == (one / "aime24.jsonl").read_text()
     assert not (two / "aime24.jsonl.partial").exists()

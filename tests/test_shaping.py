@@ -40,11 +40,25 @@ def test_sequence_log_ppl_ignores_padding():
     torch.testing.assert_close(sequence_log_ppl(logps, mask.float()), expected)
 
 
-def test_sequence_log_ppl_empty_row_is_zero_and_nan_padding_ignored():
+def test_sequence_log_ppl_empty_row_is_nan_and_nan_padding_ignored():
     logps = torch.tensor([[float("nan"), float("-inf")], [-2.0, float("nan")]])
     mask = torch.tensor([[0, 0], [1, 0]])
-    # row 0 has no response token: 0.0 by definition; row 1: -(-2) / 1 = 2
-    torch.testing.assert_close(sequence_log_ppl(logps, mask), torch.tensor([0.0, 2.0]))
+    # row 0 has no response token: no log-PPL (NaN); row 1: -(-2) / 1 = 2
+    out = sequence_log_ppl(logps, mask)
+    assert math.isnan(out[0]) and out[1].item() == 2.0
+
+
+def test_ppl_weights_leave_a_masked_out_completion_out_of_the_group():
+    # Group of 4, one completion masked out entirely (NaN log-PPL). The other three: 1, 2, 3.
+    # Q1 = 1.5, Q3 = 2.5 (nanquantile over 1, 2, 3), IQR 1, bounds [0, 4]: all kept.
+    # mean 2, population std sqrt((1 + 0 + 1) / 3) = sqrt(2/3) = 0.8165
+    # w = -1.2247, 0, 1.2247; alpha 0.1 -> 1.12247, 1.0, 0.87753; the masked-out one: 1.0
+    # (as a 0.0 log-PPL it would have been the group's lowest and shifted every other weight)
+    got = ppl_weights(t64([1.0, float("nan"), 2.0, 3.0]), 4, 0.1)
+    w = 1 / math.sqrt(2 / 3)
+    torch.testing.assert_close(got, t64([1 + 0.1 * w, 1.0, 1.0, 1 - 0.1 * w]))
+    # a group with nothing finite is all ones
+    torch.testing.assert_close(ppl_weights(t64([float("nan")] * 2), 2, 0.1), t64([1.0, 1.0]))
 
 
 def test_sequence_log_ppl_bf16_input_returns_float32():
@@ -285,17 +299,21 @@ def ref_shaping(adv, logps, mask, g, method, ppl_alpha, pos_alpha, active, favou
     lnppl = []
     for i in range(b):
         vals = [logps[i][j] for j in range(t) if mask[i][j]]
-        lnppl.append(-sum(vals) / len(vals) if vals else 0.0)
+        lnppl.append(-sum(vals) / len(vals) if vals else None)  # no response token: none
     weight = [1.0] * b
     if method in ("ppl", "both"):
         for start in range(0, b, g):
-            xs = lnppl[start : start + g]
+            xs = [x for x in lnppl[start : start + g] if x is not None]
+            if not xs:
+                continue
             q1, q3 = ref_quantile(xs, 0.25), ref_quantile(xs, 0.75)
             lo, hi = q1 - 1.5 * (q3 - q1), q3 + 1.5 * (q3 - q1)
             kept = [x for x in xs if lo <= x <= hi] or xs
             mean, std = statistics.fmean(kept), statistics.pstdev(kept)
             std = 1.0 if std <= 1e-6 else std
-            for i, x in enumerate(xs):
+            for i, x in enumerate(lnppl[start : start + g]):
+                if x is None:
+                    continue  # weight 1: it has no token to weigh
                 w = (x - mean) / std
                 raw = 1 - ppl_alpha * w if favour == "low" else 1 + ppl_alpha * w
                 weight[start + i] = min(max(raw, 0.8), 1.2)

@@ -325,3 +325,32 @@ def _two_workers_reach_the_total(out: Path, url: str, storage: object) -> None:
     assert len({t.number for t in trials}) == len(trials)
     assert len({t.user_attrs["worker"] for t in complete}) == 2  # both workers ran trials
     assert len(list((out / "workers").glob("*.json"))) == 2
+
+
+@pytest.mark.slow
+def test_a_trial_can_be_a_two_process_launch_and_pruning_stops_every_rank(tmp_path):
+    """`--launcher "torchrun --standalone --nproc_per_node 2"`: each trial trains on two gloo
+    ranks; its value is the main rank's metric (only it writes metrics.jsonl), and a pruned
+    trial's launch is stopped whole (torchrun and both ranks)."""
+    space = write_space(tmp_path / "space.yaml", "method: position\nparams:\n"
+                        "  grpo.max_completion_length: {type: categorical, choices: [6, 16], paper: 6}\n")  # fmt: skip
+    out = tmp_path / "sweep"
+    launcher = f"env OMP_NUM_THREADS=1 {sys.executable} -m torch.distributed.run --standalone --nproc_per_node 2"
+    result = epx("sweep", "--method", "position", "--recipe", TINY, "--space", space, "--sampler", "grid",
+                 "--pruner", "median", "--n-trials", 2, "--metric", "completions/mean_length",
+                 "--direction", "minimize", "--launcher", launcher, "-o", out,
+                 "--set", "grpo.max_steps=200", "--set", "grpo.save_steps=1000")  # fmt: skip
+    assert result.exit_code == 0, result.stderr
+    trials = {t.params["grpo.max_completion_length"]: t for t in load(out, "tiny-random-position").get_trials()}
+    kept, pruned = trials[6], trials[16]
+    assert kept.state == TrialState.COMPLETE and pruned.state == TrialState.PRUNED
+    folder = out / f"trial-{kept.number:04d}" / "seed-0"
+    log = (folder / "train.log").read_text()
+    assert "2 processes (DDP, gloo)" in log and log.count("epx train: ") == 1
+    records = [json.loads(line) for line in (folder / "metrics.jsonl").read_text().splitlines()]
+    assert kept.value == records[-1]["completions/mean_length"]  # the main rank's last value
+    pruned_folder = out / f"trial-{pruned.number:04d}" / "seed-0"
+    steps = [json.loads(line)["step"] for line in (pruned_folder / "metrics.jsonl").read_text().splitlines()]
+    assert max(steps) < 200  # stopped early
+    left = subprocess.run(["pgrep", "-f", str(pruned_folder)], capture_output=True, text=True)
+    assert left.stdout.strip() == ""  # no rank of the pruned launch is left running

@@ -229,3 +229,25 @@ def test_cli_run_killed_mid_way_resumes_without_losing_or_repeating_steps(tmp_pa
     assert steps_logged(run) == list(range(1, finish + 1))  # each step once, none lost
     state = json.loads((run / f"checkpoint-{finish}" / "trainer_state.json").read_text())
     assert state["global_step"] == finish
+
+
+def test_the_detector_and_records_count_optimizer_steps_when_a_generation_feeds_several(tmp_path):
+    """Accumulation 2, a generation every 4 micro-batches: steps 1-2 train on one generation
+    batch, 3-4 on the next. TRL logs `reward` only at steps 1 and 3; the stage detector still
+    takes a point at every step (the completions that step trained on) and records are written
+    at step 1 and every 2 steps, as `analysis.every_n_steps` says."""
+    run = tmp_path / "run"
+    train_tiny(run, 4, ["logging.mode=disabled", "grpo.gradient_accumulation_steps=2",
+                        "grpo.steps_per_generation=4", "grpo.per_device_train_batch_size=4",
+                        "analysis.every_n_steps=2", "stage.window=2", "stage.min_steps=0"])  # fmt: skip
+    records = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
+    assert [r["step"] for r in records] == [1, 2, 3, 4]
+    assert [r["step"] for r in records if "reward" in r] == [1, 3]  # TRL: generation steps only
+    assert all("stage" in r and "entropy/positive" in r for r in records)  # epx: every step
+    assert sorted(p.name for p in (run / "rollouts").iterdir()) == [
+        "step-000001.parquet", "step-000002.parquet", "step-000004.parquet"]  # fmt: skip
+    from epx.train.callbacks import StageCallback
+
+    state = json.loads((run / "checkpoint-4" / "trainer_state.json").read_text())
+    tracker = next(c for name, c in state["stateful_callbacks"].items() if name == StageCallback.__name__)
+    assert tracker["attributes"]["tracker_state"]["step"] == 4  # one point per optimizer step

@@ -243,3 +243,34 @@ def test_interventions_keep_exactly_their_tokens_in_the_loss(tmp_path, overrides
     torch.testing.assert_close(reached.double(), expected[order], atol=1e-6, rtol=1e-5)
     share = trainer._metrics["train"]["shaping/update/kept_share"][-1]
     assert share == pytest.approx(kept / int(mask.sum()))
+
+
+@pytest.mark.parametrize("method", ["none", "ppl", "position", "both"])
+def test_trl_evaluation_loop_runs_beside_every_method(tmp_path, method):
+    """TRL's own evaluation loop (`eval_strategy: steps`, an eval dataset, as TRL's
+    `test_train_with_eval`) between training steps: its batches never came through epx's
+    generation seam and pass the loss seam untouched, while training keeps its shaping."""
+    from epx.train.trainer import EpxGRPOTrainer
+
+    source = make_trainer(tmp_path / "source", f"shaping.method={method}")
+    args = copy.deepcopy(source.args)
+    args.eval_strategy, args.eval_steps, args.max_steps = "steps", 1, 2
+    args.per_device_eval_batch_size = G
+    args.output_dir = str(tmp_path / "run")
+    trainer = EpxGRPOTrainer(
+        model=source.model,
+        reward_funcs=[char_sum_reward],
+        args=args,
+        train_dataset=source.train_dataset,
+        eval_dataset=source.train_dataset.select(range(2)),
+        processing_class=source.processing_class,
+        callbacks=[type(source.stage_callback()).for_params(source.stage_callback().tracker.params)],
+        shaping=source.shaping,
+    )
+    trainer.train()
+    logs = trainer.state.log_history
+    assert sum("eval_loss" in entry for entry in logs) == 2  # after each of the two steps
+    train_logs = [entry for entry in logs if "reward" in entry]
+    assert len(train_logs) == 2 and all("entropy/positive" in entry for entry in train_logs)
+    if method in ("ppl", "both"):
+        assert all("shaping/ppl/weight_mean" in entry for entry in train_logs)

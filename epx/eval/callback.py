@@ -8,12 +8,15 @@ trainer's own logging (e.g. `lambda metrics, step: trainer.log(metrics)`) so the
 and metrics.jsonl with everything else. Sampling uses a fixed seed at every evaluation (the same
 draws each time, so differences between steps come from the model) inside a forked RNG, so the
 training's random stream is left as it was. With several processes every rank must run the
-callback (they share the chunks); only the main process writes.
+callback (they share the chunks, and call `generate` equally often); only the main process
+writes. Inside a trainer, `model_for_generation` is the trainer's (TRL's unwrapping for
+generation: ZeRO-3's parameters gathered, gradient checkpointing off).
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
+from contextlib import AbstractContextManager, nullcontext
 from pathlib import Path
 from typing import Any
 
@@ -114,6 +117,7 @@ class EvalCallback(TrainerCallback):
         self.tokenizer = tokenizer
         self.history: list[tuple[int, dict[str, float]]] = []
         self._last_step: int | None = None
+        self.model_for_generation: Callable[[Any], AbstractContextManager[Any]] = nullcontext
 
     @classmethod
     def from_recipe(cls, recipe: Any, *, log_fn: LogFn | None = None, **overrides: Any):
@@ -192,7 +196,8 @@ class EvalCallback(TrainerCallback):
         tokenizer = self.tokenizer or kwargs.get("processing_class")
         if tokenizer is None:
             raise ValueError("EvalCallback needs a tokenizer (pass tokenizer=...)")
-        self.evaluate(kwargs["model"], tokenizer, state.global_step)
+        with self.model_for_generation(kwargs["model"]) as model:
+            self.evaluate(model, tokenizer, state.global_step)
 
     def on_train_begin(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
         if self.before_training and state.global_step == 0:

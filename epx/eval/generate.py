@@ -147,10 +147,13 @@ class HFGenerator:
         devices = [self.model.device] if self.model.device.type == "cuda" else []
         was_training = self.model.training
         self.model.eval()
-        try:
-            with torch.random.fork_rng(devices=devices), torch.inference_mode():
+        kwargs = self.generation_kwargs()
+        if is_sharded(self.model):  # every process decodes until all are done (collective forwards)
+            kwargs["synced_gpus"] = True
+        try:  # no_grad, not inference_mode: the latter breaks ZeRO-3's parameter hooks
+            with torch.random.fork_rng(devices=devices), torch.no_grad():
                 torch.manual_seed(seed)
-                output = self.model.generate(**batch, **self.generation_kwargs())
+                output = self.model.generate(**batch, **kwargs)
         finally:
             self.model.train(was_training)
         generated = output[:, batch["input_ids"].shape[1] :]  # (B, T)
@@ -164,6 +167,22 @@ class HFGenerator:
             )
             for row, length, done in zip(rows, lengths, finished, strict=True)
         ]
+
+
+def is_sharded(model: Any) -> bool:
+    """Whether `model`'s parameters are sharded over processes (FSDP, or ZeRO-3 without gathered
+    parameters), so that its forwards are collective: every process must call them equally often."""
+    import torch.distributed as dist
+
+    if not (dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1):
+        return False
+    from transformers.integrations.deepspeed import is_deepspeed_zero3_enabled
+
+    if is_deepspeed_zero3_enabled():
+        return True
+    from torch.distributed.fsdp import FSDPModule, FullyShardedDataParallel
+
+    return any(isinstance(m, FSDPModule | FullyShardedDataParallel) for m in model.modules())
 
 
 def vllm_available() -> bool:

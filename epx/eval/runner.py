@@ -13,7 +13,10 @@ SDPA attention was not, even greedy, while eager attention with
 
 Several processes (`accelerate launch`, one per GPU): chunks are dealt round-robin by process
 index; after each round the records are gathered to every process and the main process writes
-them. Only the main process prints, writes and logs.
+them. In a round with fewer chunks left than processes, a process without a chunk generates one
+prompt and throws it away: every process calls `generate` equally often, which a sharded model
+(ZeRO-3, FSDP) needs, since each of its forwards is a collective. Only the main process prints,
+writes and logs.
 """
 
 from __future__ import annotations
@@ -215,6 +218,8 @@ def evaluate_benchmark(
                 mine = _run_chunk(
                     generator, bench.name, problems, prompts, span, sampling, workers, strictness
                 )
+            else:  # keep step with the processes that generate (see the module docstring)
+                generator.generate(prompts[:1], derive_seed(sampling.seed, bench.name, "idle"))
             gathered = processes.gather(mine)
             append(gathered)
             new_records.extend(gathered)

@@ -1,27 +1,35 @@
-"""DAPO's dynamic sampling, the parts that are pure: which groups carry a signal, which prompts
-a further round draws, and how rounds of generation outputs are merged.
+"""DAPO's dynamic sampling: a generation batch made only of prompt groups whose rewards differ.
 
-A prompt group whose rewards are all equal (within a tolerance) has zero advantage everywhere:
-it teaches nothing. The trainer drops such groups and generates more prompts until the step's
-batch is full (`EpxGRPOTrainer._dynamic_batch`). The reference (verl) keeps a group when the
-std of its rewards is > 0, and raises once its generation-batch cap is reached.
+A group whose rewards are all equal (within a tolerance) has zero advantage everywhere: it
+teaches nothing. The trainer scores rounds of generation and keeps the groups with a signal until
+the step's generation batch is full (the reference, verl, keeps a group when the std of its
+rewards is > 0, and raises once its generation-batch cap is reached).
+
+Which rows are kept is decided from per-row numbers gathered over processes (reward, correctness,
+length, cut-off), so every process takes the same decision also when a group spans processes.
+The kept batch is laid out as one process would lay it out (kept rows in round and row order, the
+first `total` of them), and process p trains positions [p * local, (p + 1) * local). Only those
+rows reach process p, sent point to point from the process that generated them; nothing else is
+gathered, so a process holds at most its own generation batch plus the rows it will train.
 """
 
 from __future__ import annotations
 
 import hashlib
 import random
+from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import torch
 from torch import Tensor
 
+from epx.errors import RunError
+from epx.recipe import SamplingSection
 from epx.train.batch_keys import INFO_PREFIX, ROW_KEY
+from epx.train.dynamic_rows import RowTable, move_rows, row_tensors
 
-LEFT_PADDED = ("prompt_ids", "prompt_mask")
-RIGHT_PADDED = ("completion_ids", "completion_mask", "old_per_token_logps", "ref_per_token_logps",
-                "sampling_per_token_logps", "importance_sampling_ratio", "tool_mask")  # fmt: skip
-BATCH_TOTALS = ("num_items_in_batch",)  # recomputed for the kept batch
+ROW_NUMBERS = ("signal", "correct", "reward", "length", "truncated")  # gathered per row
 
 
 def groups_with_signal(values: Tensor, group_size: int, tolerance: float = 1e-6) -> Tensor:
@@ -52,37 +60,6 @@ def draw_prompts(dataset_size: int, groups: int, seed: int) -> list[int]:
     return [rng.randrange(dataset_size) for _ in range(groups)]
 
 
-def _pad(tensor: Tensor, length: int, left: bool, value: float) -> Tensor:
-    missing = length - tensor.size(1)
-    if missing <= 0:
-        return tensor
-    pad = tensor.new_full((tensor.size(0), missing, *tensor.shape[2:]), value)
-    return torch.cat([pad, tensor] if left else [tensor, pad], dim=1)
-
-
-def merge_rows(parts: list[dict[str, Any]], pad_id: int) -> dict[str, Any]:
-    """Concatenate outputs along the rows: prompts left-padded, completions (and their per-token
-    tensors) right-padded to the longest; per-row tensors (B,) concatenated; batch totals left
-    out (they are recomputed)."""
-    merged: dict[str, Any] = {}
-    keys = [k for k in parts[0] if k not in BATCH_TOTALS]
-    for key in keys:
-        values = [part[key] for part in parts]
-        if not isinstance(values[0], Tensor):
-            raise ValueError(f"dynamic sampling cannot merge the non-tensor output {key!r}")
-        if key in LEFT_PADDED or key in RIGHT_PADDED:
-            length = max(v.size(1) for v in values)
-            fill = pad_id if key.endswith("_ids") else 0
-            values = [_pad(v, length, key in LEFT_PADDED, fill) for v in values]
-        merged[key] = torch.cat(values, dim=0)
-    return merged
-
-
-def take_rows(output: dict[str, Any], rows: Tensor) -> dict[str, Any]:
-    """The rows `rows` of every per-row tensor of an output (batch totals left out)."""
-    return {k: v[rows] for k, v in output.items() if k not in BATCH_TOTALS}
-
-
 def fill_rows(kept: int, needed: int, group_size: int) -> Tensor:
     """Row indices that fill `needed` rows from `kept` kept rows by cycling whole groups (for
     `on_exhausted: train`); `kept` must be > 0 and a multiple of the group size."""
@@ -91,121 +68,164 @@ def fill_rows(kept: int, needed: int, group_size: int) -> Tensor:
     return torch.tensor([g * group_size + i for g in order for i in range(group_size)])
 
 
-# ---------------------------------------------------------------- the rounds (uses the trainer)
-
-
-def gather_rows(accelerator: Any, output: dict[str, Any], local: int) -> dict[str, Any]:
-    """Every process's rows of a round, on every process (process-major, as TRL gathers
-    rewards); per-token tensors padded to the longest first."""
-    gathered = {}
-    for key, value in output.items():
-        if key in BATCH_TOTALS or not isinstance(value, Tensor) or value.size(0) != local:
-            continue
-        kind = value.dtype
-        value = value.to(torch.uint8) if kind == torch.bool else value
-        if value.dim() >= 2:
-            value = accelerator.pad_across_processes(value, dim=1, pad_first=key in LEFT_PADDED)
-        value = accelerator.gather(value)
-        gathered[key] = value.to(kind) if kind == torch.bool else value
-    return gathered
-
-
-def dynamic_batch(trainer: Any, inputs: list[dict[str, Any]]) -> dict[str, Any]:
-    """This process's rows of a generation batch made only of groups whose rewards differ.
-
-    Round 0 scores TRL's own batch; each further round draws prompts by `round_seed`. The
-    decisions are made on the rows of every process, gathered, so every process takes the same
-    ones and ends with the same number of rows, also when a group spans processes.
-    """
-    from epx.errors import RunError
-
-    cfg = trainer.sampling
-    group, local = trainer.num_generations, len(inputs)
-    accelerator = trainer.accelerator
-    total, rank = local * accelerator.num_processes, accelerator.process_index
-    metrics = trainer._metrics["train"]
-    before = {key: len(values) for key, values in metrics.items()}
-    parts: list[dict[str, Any]] = []
-    first: dict[str, Any] | None = None
-    kept = generated = solve_all = solve_none = rounds = 0
-    round_inputs = inputs
-    key = f"{INFO_PREFIX}{'correct' if cfg.metric == 'accuracy' else 'reward'}"
-    while True:
-        rows = gather_rows(accelerator, trainer._scored_round(round_inputs), local)
-        rounds += 1
-        first = first or rows
-        signal = groups_with_signal(rows[key], group, cfg.tolerance)
-        correct = rows[f"{INFO_PREFIX}correct"].reshape(-1, group)
-        solve_all += int((~signal & (correct == 1).all(dim=1)).sum())
-        solve_none += int((~signal & (correct == 0).all(dim=1)).sum())
-        generated += signal.numel()
-        chosen = signal.repeat_interleave(group).nonzero().squeeze(1)
-        if chosen.numel():
-            parts.append(take_rows(rows, chosen))
-            kept += chosen.numel()
-        if kept >= total or rounds >= cfg.max_generation_batches:
-            break
-        round_inputs = extra_inputs(trainer, rounds, local, total)
-    pad_id = trainer._tokenizer.pad_token_id or 0
-    if kept >= total:
-        batch = take_rows(merge_rows(parts, pad_id), torch.arange(total))
-    elif cfg.on_exhausted == "error":
-        raise RunError(
-            f"dynamic sampling at step {trainer.state.global_step + 1}: {kept // group} of the "
-            f"{total // group} groups a step needs had rewards that differ after {rounds} "
-            f"generation rounds (sampling.max_generation_batches={cfg.max_generation_batches}); "
-            "raise it, or set sampling.on_exhausted: train to train on what there is"
-        )
-    elif kept == 0:  # nothing to learn from: the first round as it was (zero advantages)
-        batch = take_rows(first, torch.arange(total))
-    else:  # the kept groups, cycled to fill the batch
-        batch = take_rows(merge_rows(parts, pad_id), fill_rows(kept, total, group))
-    mine = take_rows(batch, torch.arange(rank * local, (rank + 1) * local))
-    device = batch["completion_mask"].device
-    mine[ROW_KEY] = torch.arange(rank * local, (rank + 1) * local, device=device)
-    mine["num_items_in_batch"] = batch["completion_mask"].sum()  # every process's rows
-    _kept_batch_metrics(metrics, before, batch, group)
-    metrics["sampling/generation_rounds"].append(float(rounds))
-    metrics["sampling/solve_all"].append(float(solve_all))
-    metrics["sampling/solve_none"].append(float(solve_none))
-    metrics["sampling/kept_fraction"].append((kept // group) / generated if generated else 0.0)
-    return mine
-
-
-def extra_inputs(trainer: Any, round_index: int, local: int, total: int) -> list[dict[str, Any]]:
+def extra_inputs(
+    dataset: Any,
+    seed: int,
+    step: int,
+    round_index: int,
+    group_size: int,
+    local: int,
+    rank: int,
+    world: int,
+) -> list[dict[str, Any]]:
     """This process's rows of a further round's prompts (each repeated G times, process-major)."""
-    group = trainer.num_generations
-    seed = round_seed(trainer.args.seed, trainer.state.global_step, round_index)
-    indices = draw_prompts(len(trainer.train_dataset), total // group, seed)
-    rows = [index for index in indices for _ in range(group)]
-    rank = trainer.accelerator.process_index
-    return [trainer.train_dataset[i] for i in rows[rank * local : (rank + 1) * local]]
+    total = local * world
+    indices = draw_prompts(len(dataset), total // group_size, round_seed(seed, step, round_index))
+    rows = [index for index in indices for _ in range(group_size)]
+    return [dataset[i] for i in rows[rank * local : (rank + 1) * local]]
 
 
-def _kept_batch_metrics(
-    metrics: dict[str, list[float]], before: dict[str, int], batch: dict[str, Any], group: int
-) -> None:
-    """One value per metric for the step, however many rounds it took: the kept batch's own for
-    what it determines (reward, accuracy, lengths), the rounds' mean for the rest."""
-    for key, values in metrics.items():
-        start = before.get(key, 0)
-        fresh = [v for v in values[start:] if v == v]
-        if len(values) - start > 1:
-            del values[start:]
-            values.append(sum(fresh) / len(fresh) if fresh else float("nan"))
-    reward = batch[f"{INFO_PREFIX}reward"].double()
-    correct = batch[f"{INFO_PREFIX}correct"].double()
-    lengths = batch["completion_mask"].sum(dim=1).double()
-    own = {
-        "reward": reward.mean().item(),
-        "reward_std": reward.std().item() if reward.numel() > 1 else 0.0,
-        "frac_reward_zero_std": 1.0
-        - groups_with_signal(reward.float(), group).double().mean().item(),
-        "completions/mean_length": lengths.mean().item(),
-        "completions/clipped_ratio": batch[f"{INFO_PREFIX}truncated"].double().mean().item(),
-    }
-    if not torch.isnan(correct).all():
-        own["accuracy"] = correct[~torch.isnan(correct)].mean().item()
-    for key, value in own.items():
-        if metrics.get(key):
-            metrics[key][-1] = value
+@dataclass
+class Counts:
+    """What the rounds of one step generated and dropped (the `sampling/*` metrics)."""
+
+    rounds: int = 0
+    generated_groups: int = 0
+    kept_groups: int = 0
+    solve_all: int = 0
+    solve_none: int = 0
+
+
+class DynamicBatch:
+    """The rounds of one step: `add_round` after each scored round (True once the batch is full
+    or the round cap is reached), then `finish` for this process's rows of the kept batch.
+
+    The positions of the kept batch are assigned as rounds come: position k holds the k-th kept
+    row; the rows of positions this process trains are moved to it after each round."""
+
+    def __init__(self, config: SamplingSection, group_size: int, local: int, rank: int, world: int):
+        self.config = config
+        self.group_size, self.local, self.rank, self.world = group_size, local, rank, world
+        self.total = local * world
+        self.counts = Counts()
+        self.mine = RowTable()  # this process's positions (slot = position - rank * local)
+        self.numbers: list[Tensor] = []  # the gathered ROW_NUMBERS of the kept positions, in order
+        self.first: dict[str, Tensor] | None = None  # round 1, until a round keeps something
+        self.first_numbers: Tensor | None = None
+        self.dtypes: dict[str, torch.dtype] = {}
+        self.kept_numbers: Tensor | None = None  # the kept batch's ROW_NUMBERS, after `finish`
+
+    @property
+    def rounds(self) -> int:
+        return self.counts.rounds
+
+    @property
+    def kept(self) -> int:
+        return sum(len(n) for n in self.numbers)
+
+    def add_round(self, output: dict[str, Any], accelerator: Any) -> bool:
+        """Decide on a scored round (this process's rows of it) and move the kept rows."""
+        rows = row_tensors(output, self.local)
+        signal_key = "correct" if self.config.metric == "accuracy" else "reward"
+        local_numbers = torch.stack(
+            [
+                output[f"{INFO_PREFIX}{signal_key}"].double(),
+                output[f"{INFO_PREFIX}correct"].double(),
+                output[f"{INFO_PREFIX}reward"].double(),
+                output["completion_mask"].sum(dim=1).double(),
+                output[f"{INFO_PREFIX}truncated"].double(),
+            ],
+            dim=1,
+        )  # (local, len(ROW_NUMBERS))
+        numbers = accelerator.gather(local_numbers)  # (total, ...), process-major: global rows
+        counts, g = self.counts, self.group_size
+        counts.rounds += 1
+        signal = groups_with_signal(numbers[:, 0], g, self.config.tolerance)
+        correct = numbers[:, 1].reshape(-1, g)
+        counts.solve_all += int((~signal & (correct == 1).all(dim=1)).sum())
+        counts.solve_none += int((~signal & (correct == 0).all(dim=1)).sum())
+        counts.generated_groups += signal.numel()
+        counts.kept_groups += int(signal.sum())
+        chosen = signal.repeat_interleave(g).nonzero().squeeze(1).tolist()  # global rows
+        if counts.rounds == 1:
+            self.first, self.first_numbers = rows, numbers.cpu()
+            self.dtypes = {key: value.dtype for key, value in rows.items()}
+        start = self.kept
+        chosen = chosen[: max(0, self.total - start)]  # only the first `total` positions count
+        if chosen:
+            self.first = None  # a kept row: the first round is no longer the fallback
+            self.numbers.append(numbers[chosen].cpu())
+            self._move(RowTable.of_batch(rows), [(row, start + i) for i, row in enumerate(chosen)],
+                       accelerator)  # fmt: skip
+        return self.kept >= self.total or counts.rounds >= self.config.max_generation_batches
+
+    def _move(self, source: RowTable, moves: Sequence[tuple[int, int]], accelerator: Any) -> None:
+        """Rows to positions: (global source row, kept-batch position) pairs; this process
+        sends its source rows and keeps the positions it trains."""
+        local = self.local
+        routes = [(row // local, row % local, pos // local, pos % local) for row, pos in moves]
+        self.mine.update(move_rows(source, routes, self.dtypes, self.rank, accelerator.device))
+
+    def finish(self, accelerator: Any, pad_id: int, step: int) -> dict[str, Any]:
+        """This process's rows of the kept batch (RunError past the cap with `on_exhausted:
+        error`); `num_items_in_batch` counts every process's response tokens."""
+        kept, total, g = self.kept, self.total, self.group_size
+        if kept < total and self.config.on_exhausted == "error":
+            raise RunError(
+                f"dynamic sampling at step {step}: {kept // g} of the {total // g} groups a step "
+                f"needs had rewards that differ after {self.rounds} generation rounds "
+                f"(sampling.max_generation_batches={self.config.max_generation_batches}); raise "
+                "it, or set sampling.on_exhausted: train to train on what there is"
+            )
+        if kept == 0:  # nothing to learn from: the first round as it was (zero advantages)
+            assert self.first is not None and self.first_numbers is not None
+            batch, numbers = dict(self.first), self.first_numbers
+        else:
+            numbers = torch.cat(self.numbers)
+            if kept < total:  # the kept groups, cycled to fill the batch (copies of positions)
+                sources = fill_rows(kept, total, g).tolist()
+                held = RowTable(self.mine.rows)
+                self._move(held, list(zip(sources[kept:], range(kept, total), strict=True)),
+                           accelerator)  # fmt: skip
+                numbers = numbers[sources]
+            batch = self.mine.stack(self.local, pad_id)
+        device = batch["completion_mask"].device
+        start = self.rank * self.local
+        batch[ROW_KEY] = torch.arange(start, start + self.local, device=device)
+        batch["num_items_in_batch"] = numbers[:, 3].sum().to(device=device, dtype=torch.long)
+        self.kept_numbers = numbers
+        return batch
+
+    def update_metrics(self, metrics: dict[str, list[float]], before: dict[str, int]) -> None:
+        """One value per metric for the step, however many rounds it took: the kept batch's own
+        for what it determines (reward, accuracy, lengths), the rounds' mean for the rest, and
+        the `sampling/*` counts."""
+        for key, values in metrics.items():
+            start = before.get(key, 0)
+            fresh = [v for v in values[start:] if v == v]
+            if len(values) - start > 1:
+                del values[start:]
+                values.append(sum(fresh) / len(fresh) if fresh else float("nan"))
+        numbers = self.kept_numbers
+        if numbers is not None:
+            reward, correct = numbers[:, 2], numbers[:, 1]
+            scored = reward[~torch.isnan(reward)]
+            own = {
+                "reward": scored.mean().item() if scored.numel() else float("nan"),
+                "reward_std": scored.std().item() if scored.numel() > 1 else 0.0,
+                "frac_reward_zero_std": 1.0
+                - groups_with_signal(reward, self.group_size).double().mean().item(),
+                "completions/mean_length": numbers[:, 3].mean().item(),
+                "completions/clipped_ratio": numbers[:, 4].mean().item(),
+            }
+            if not torch.isnan(correct).all():
+                own["accuracy"] = correct[~torch.isnan(correct)].mean().item()
+            for key, value in own.items():
+                if metrics.get(key):
+                    metrics[key][-1] = value
+        counts = self.counts
+        metrics["sampling/generation_rounds"].append(float(counts.rounds))
+        metrics["sampling/solve_all"].append(float(counts.solve_all))
+        metrics["sampling/solve_none"].append(float(counts.solve_none))
+        fraction = counts.kept_groups / counts.generated_groups if counts.generated_groups else 0.0
+        metrics["sampling/kept_fraction"].append(fraction)

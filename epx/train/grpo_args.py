@@ -25,6 +25,9 @@ EPX_DEFAULTS: dict[str, Any] = {
     "restore_callback_states_from_checkpoint": True,
     "disable_tqdm": True,  # epx shows a rich progress bar instead
     "log_completions": False,
+    # every parameter of a causal LM takes part in its loss: DDP need not search for unused ones
+    # (the search costs a pass over the graph each step and warns on every rank)
+    "ddp_find_unused_parameters": False,
 }
 # TRL's defaults assume a GPU (STACK.md): on a CPU they fail (bf16) or only slow things down.
 CPU_DEFAULTS: dict[str, Any] = {

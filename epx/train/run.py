@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from epx.errors import RecipeError
+from epx.errors import RecipeError, RunError
 from epx.recipe import Recipe, recipe_to_yaml
 
 RECIPE_FILE = "recipe.yaml"
@@ -82,7 +83,9 @@ def run_training(recipe: Recipe, *, resume: bool = False, force: bool = False) -
     from epx.train.preflight import check_launch_inputs
     from epx.train.resume import plan_start, record_resume
 
-    console = Console(stderr=True, soft_wrap=True)  # a line stays one line in logs and pipes
+    main_process = int(os.environ.get("RANK", "0")) == 0  # torchrun / accelerate set RANK
+    # one line stays one line in logs and pipes; only the main process speaks
+    console = Console(stderr=True, soft_wrap=True, quiet=not main_process)
     output_dir = Path(recipe.output_dir)
     plan = plan_start(output_dir, recipe, resume=resume, force=force)
     for name, why in plan.passed:
@@ -105,9 +108,18 @@ def run_training(recipe: Recipe, *, resume: bool = False, force: bool = False) -
             f"this launch has {world}: its batches are {world}/{meant} of the recipe's[/]",
             highlight=False,
         )
+    existed = output_dir.exists()
     make_output_dir(output_dir)
+    with console.status("Preparing model, data and trainer"):
+        trainer = build_trainer(recipe)
+    try:
+        check_launch_mode(trainer, recipe)  # before anything is written into it
+    except RecipeError:
+        if not existed:  # leave nothing behind
+            with contextlib.suppress(OSError):  # another process may have removed it already
+                output_dir.rmdir()
+        raise
     configure_wandb(recipe, output_dir)
-    main_process = int(os.environ.get("RANK", "0")) == 0  # torchrun / accelerate set RANK
     if main_process:
         if plan.checkpoint is None:
             (output_dir / RECIPE_FILE).write_text(recipe_to_yaml(recipe))
@@ -115,24 +127,86 @@ def run_training(recipe: Recipe, *, resume: bool = False, force: bool = False) -
             record_resume(output_dir, plan, recipe)
     for key, old, new in plan.differences:
         console.print(f"[yellow]--force: {key} was {old!r}, now {new!r}[/]", highlight=False)
-
-    with console.status("Preparing model, data and trainer"):
-        trainer = build_trainer(recipe)
     checkpoint = str(plan.checkpoint) if plan.checkpoint else None
     console.print(
         f"[bold]epx train[/]: {recipe.model.name_or_path}, shaping={recipe.shaping.method}, "
-        f"{trainer.args.max_steps} steps -> {output_dir}"
+        f"{trainer.args.max_steps} steps, {describe_launch(trainer)} -> {output_dir}"
         + (f" (resuming {plan.checkpoint.name})" if plan.checkpoint else ""),
         highlight=False,
     )
-    trainer.train(resume_from_checkpoint=checkpoint)
+    try:
+        trainer.train(resume_from_checkpoint=checkpoint)
+    except RuntimeError as error:
+        if world > 1 and lost_a_peer(error):
+            raise RunError(
+                f"another process of this launch stopped ({_first_line(error)}); the last "
+                f"complete checkpoint in {output_dir} is kept: relaunch with --resume"
+            ) from None
+        raise
     final = output_dir / "final"
-    trainer.save_model(str(final))
+    trainer.save_final(str(final))
     _finish_wandb()
     curves = None
     if main_process:
         curves = _report(recipe, output_dir, final, trainer.state.global_step, console)
+    if world > 1:  # end together: a process group torn down at exit with peers still in it aborts
+        trainer.accelerator.wait_for_everyone()
+        trainer.accelerator.end_training()
     return TrainResult(output_dir, trainer.state.global_step, metrics_path, curves)
+
+
+PEER_LOST = ("closed by peer", "reset by peer", "Broken pipe", "Connection refused")
+
+
+def lost_a_peer(error: BaseException) -> bool:
+    """Whether a collective failed because another process of the launch is gone (gloo says
+    so in its message; NCCL's watchdog ends such a process instead)."""
+    import torch.distributed as dist
+
+    return isinstance(error, dist.DistNetworkError) or any(s in str(error) for s in PEER_LOST)
+
+
+def _first_line(error: BaseException) -> str:
+    text = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+    return text.split("] ", 1)[-1].split(". ", 1)[0][:160]  # gloo: [source location] what. why
+
+
+def describe_launch(trainer: Any) -> str:
+    """'1 process', or 'N processes (DDP|FSDP2|DeepSpeed ZeRO-3, gloo|nccl)'."""
+    accelerator = trainer.accelerator
+    if accelerator.num_processes == 1:
+        return "1 process"
+    if trainer.is_fsdp_enabled:
+        mode = f"FSDP{accelerator.state.fsdp_plugin.fsdp_version}"
+    elif trainer.is_deepspeed_enabled:
+        stage = accelerator.state.deepspeed_plugin.zero_stage
+        mode = f"DeepSpeed ZeRO-{stage}"
+    else:
+        mode = "DDP"
+    backend = accelerator.state.backend or "?"
+    return f"{accelerator.num_processes} processes ({mode}, {backend})"
+
+
+def check_launch_mode(trainer: Any, recipe: Recipe, environ: Any = None) -> None:
+    """A launch that asks for sharding (FSDP or DeepSpeed: an accelerate config, `grpo.fsdp`,
+    `grpo.deepspeed`) and did not get it is refused in one line: accelerate falls back to
+    plain DDP without a word where it cannot shard (on a CPU, or with `use_cpu`)."""
+    environ = os.environ if environ is None else environ
+    args = trainer.args
+    asked = {
+        "FSDP": environ.get("ACCELERATE_USE_FSDP", "").lower() == "true" or bool(args.fsdp),
+        "DeepSpeed": environ.get("ACCELERATE_USE_DEEPSPEED", "").lower() == "true"
+        or bool(args.deepspeed),
+    }
+    got = {"FSDP": trainer.is_fsdp_enabled, "DeepSpeed": trainer.is_deepspeed_enabled}
+    for mode, wanted in asked.items():
+        if wanted and not got[mode]:
+            raise RecipeError(
+                f"{recipe.source}: {mode} was asked for (accelerate config or grpo.fsdp/"
+                f"deepspeed), but accelerate set up {describe_launch(trainer)} without it (it "
+                "shards only on GPUs, without use_cpu); on a CPU launch `torchrun "
+                "--nproc_per_node N -m epx.cli train ...` for DDP over gloo"
+            )
 
 
 def _report(recipe: Recipe, output_dir: Path, final: Path, steps: int, console: Any) -> Path | None:
@@ -224,6 +298,7 @@ def build_trainer(recipe: Recipe, reward_funcs: list[Any] | None = None) -> Any:
         trainer.remove_callback(default)
     if eval_callback is not None:
         eval_callback.log_fn = trainer.record_metrics
+        eval_callback.model_for_generation = lambda _model: trainer.model_for_generation()
     return trainer
 
 

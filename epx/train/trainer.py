@@ -1,16 +1,24 @@
-"""`EpxGRPOTrainer`: TRL's GRPOTrainer with token-level advantage shaping. One seam, nothing else.
+"""`EpxGRPOTrainer`: TRL's GRPOTrainer with token-level advantage shaping. Tested against TRL 1.16.
 
-The seam is `_generate_and_score_completions`: the parent computes per-sequence advantages (B,);
-this class replaces them by the shaped (B, T) ones, which TRL's own loss accepts as they are. The
-loss is never copied. `_get_per_token_logps_and_entropies` is wrapped to read what the loss's own
-forward computed: the metrics on positive/negative samples, and, when that forward is the
-behaviour policy's (TRL's default on-policy setup), the log-PPL, so PPL shaping then happens just
-before TRL reads the advantages and costs no extra forward. Tested against TRL 1.16 (pinned).
+Two seams; the loss is never copied:
+
+1. `_generate_and_score_completions` (generation): the parent generates and scores (or dynamic
+   sampling does, `epx.train.dynamic`); the per-sequence advantages (B,) become the shaped
+   (B, T) ones, which TRL's own loss accepts as they are.
+2. `_compute_loss`, through `_get_per_token_logps_and_entropies` (the loss's own forward): when
+   that forward is the behaviour policy's (TRL's default on-policy setup), PPL shaping happens
+   there, before TRL reads the advantages, at no extra forward; the interventions mask the
+   advantages with the forward's log-probs; and the forward is handed to the `StepObserver`
+   (metrics, stage detector, rollout records).
+
+Every decision a batch's hooks need travels in the batch (`epx.train.batch_keys`), so nothing is
+carried from one batch to the next, and a batch that did not come through seam 1 (TRL's own
+evaluation loop) passes seam 2 untouched. Under DDP, DeepSpeed or FSDP the model handed to the
+loss may be wrapped; the seams never look at which object it is.
 """
 
 from __future__ import annotations
 
-import math
 from pathlib import Path
 from typing import Any
 
@@ -21,10 +29,18 @@ from epx.errors import RunError
 from epx.interventions import group_quantile_mask, restriction_mask
 from epx.recipe import AnalysisSection, SamplingSection, ShapingSection
 from epx.shaping import apply_shaping, ppl_weights, sequence_log_ppl
-from epx.train.batch_keys import INFO_PREFIX, KEEP_ROW_KEY, ORIGINAL_KEY, ROW_KEY
+from epx.train.batch_keys import (
+    KEEP_ROW_KEY,
+    ORIGINAL_KEY,
+    POSITION_ON_KEY,
+    ROW_KEY,
+    SHAPE_AT_LOSS_KEY,
+)
 from epx.train.callbacks import SamplesFileCallback, StageCallback
-from epx.train.dynamic import dynamic_batch
-from epx.train.rollouts import RolloutRecorder, prompt_id
+from epx.train.dynamic import DynamicBatch, extra_inputs
+from epx.train.observer import StepObserver
+from epx.train.rollouts import RolloutRecorder
+from epx.train.rows import count_metrics, reward_counts, row_info
 
 ROLLOUTS_DIR = "rollouts"
 
@@ -45,101 +61,104 @@ class EpxGRPOTrainer(GRPOTrainer):
         self.shaping = shaping or ShapingSection()
         self.sampling = sampling or SamplingSection()
         self.analysis = analysis or AnalysisSection(every_n_steps=0)
-        self._at_loss = False
-        self.rollouts = RolloutRecorder(
+        self.max_reward_failure_rate = max_reward_failure_rate
+        recorder = RolloutRecorder(
             self.analysis.every_n_steps,
             self.analysis.max_samples_per_step,
             self.analysis.token_stats,
             self.num_generations,
         )
-        self.max_reward_failure_rate = max_reward_failure_rate
-        self._loss_inputs: dict[str, Any] | None = None
-        self._position_on = False
-        self._new_samples = False  # a generation batch not yet written to samples.jsonl
-        stops = {*self.eos_token_ids, self._tokenizer.pad_token_id} - {None}
+        self.observer = StepObserver(self, recorder, Path(self.args.output_dir) / ROLLOUTS_DIR)
+        self.add_callback(self.observer)
+        self._loss_inputs: dict[str, Any] | None = None  # the batch of the `_compute_loss` call
+        self.stop_ids = sorted({*self.eos_token_ids, self._tokenizer.pad_token_id} - {None})
         for reward_func in self.reward_funcs:  # a completion without them was cut off
             if hasattr(reward_func, "stop_token_ids"):
-                reward_func.stop_token_ids = {int(token) for token in stops}
+                reward_func.stop_token_ids = {int(token) for token in self.stop_ids}
 
-    # ---- the seam -------------------------------------------------------------------------
+    # ---- seam 1: generation ----------------------------------------------------------------
     def _generate_and_score_completions(self, inputs: Any) -> dict[str, Any]:
         if not self.model.training:
             return super()._generate_and_score_completions(inputs)
         self._show_phase("generating")
-        if self.sampling.dynamic:  # only groups whose rewards differ (epx.train.dynamic)
-            output = dynamic_batch(self, inputs)
-        else:
-            output = self._scored_round(inputs)
+        output = self._dynamic_batch(inputs) if self.sampling.dynamic else self._scored_round(inputs)
         self._show_phase("optimizing")
-        self._new_samples = True
-        method, shaping = self.shaping.method, self.shaping
-        self._position_on = self.position_active()
-        self._metrics["train"]["shaping/position/active"].append(float(self._position_on))
-        needs_log_ppl = method in ("ppl", "both") or shaping.ppl_quantile is not None
-        self._at_loss = needs_log_ppl and self._loss_forward_is_behaviour(output)
-        if self._at_loss:
-            return output  # shaped in the loss's own forward, which is the behaviour policy's
-        log_ppl = None
-        if needs_log_ppl:
-            logps = output.get("old_per_token_logps")
-            if logps is None:
-                logps = self._behaviour_logps(output)
-            log_ppl = sequence_log_ppl(logps, output["completion_mask"])
-        self._shape_batch(output, log_ppl)
+        self._write_samples()
+        position_on = self.position_active()
+        self._metrics["train"]["shaping/position/active"].append(float(position_on))
+        needs_log_ppl = self.shaping.method in ("ppl", "both") or self.shaping.ppl_quantile is not None
+        at_loss = needs_log_ppl and self._loss_forward_is_behaviour(output)
+        device = output["advantages"].device
+        output[POSITION_ON_KEY] = torch.tensor(position_on, device=device)
+        output[SHAPE_AT_LOSS_KEY] = torch.tensor(at_loss, device=device)
+        if not at_loss:
+            log_ppl = None
+            if needs_log_ppl:
+                logps = output.get("old_per_token_logps")
+                if logps is None:
+                    logps = self._behaviour_logps(output)
+                log_ppl = sequence_log_ppl(logps, output["completion_mask"])
+            self._shape_batch(output, log_ppl)
+        return output
+
+    def _scored_round(self, inputs: list[dict[str, Any]]) -> dict[str, Any]:
+        """TRL's generation and scoring of `inputs`, with epx's reward counts and row facts."""
+        output = super()._generate_and_score_completions(inputs)
+        counts = torch.tensor(reward_counts(self.reward_funcs), device=self.accelerator.device)
+        summed = self.accelerator.gather(counts).view(-1, counts.numel()).sum(0).tolist()
+        step = self.state.global_step + 1
+        metrics = count_metrics(summed, self.max_reward_failure_rate, step, self.args.output_dir)
+        for key, value in metrics.items():
+            self._metrics["train"][key].append(value)
+        prompts = [x.get("prompt") for x in inputs]
+        output.update(
+            row_info(
+                output,
+                prompts,
+                self._logs["rewards"],
+                self.reward_weights.tolist(),
+                self.eos_token_ids,
+                self.accelerator.process_index,
+                self.accelerator.num_processes,
+            )
+        )
+        return output
+
+    def _dynamic_batch(self, inputs: list[dict[str, Any]]) -> dict[str, Any]:
+        """A generation batch of groups whose rewards differ (`epx.train.dynamic`)."""
+        metrics = self._metrics["train"]
+        before = {key: len(values) for key, values in metrics.items()}
+        accelerator = self.accelerator
+        batch = DynamicBatch(
+            self.sampling, self.num_generations, len(inputs), accelerator.process_index,
+            accelerator.num_processes,
+        )  # fmt: skip
+        round_inputs = inputs
+        while not batch.add_round(self._scored_round(round_inputs), accelerator):
+            round_inputs = extra_inputs(
+                self.train_dataset, self.args.seed, self.state.global_step, batch.rounds,
+                self.num_generations, len(inputs), accelerator.process_index,
+                accelerator.num_processes,
+            )  # fmt: skip
+        output = batch.finish(accelerator, self._tokenizer.pad_token_id or 0, self.state.global_step + 1)
+        batch.update_metrics(metrics, before)
         return output
 
     def _shape_batch(
         self, batch: dict[str, Any], log_ppl: torch.Tensor | None, rows: torch.Tensor | None = None
     ) -> None:
-        """Shape ``batch["advantages"]`` (PPL weights from ``log_ppl``, then the position bonus)
-        and mark the rows inside `shaping.ppl_quantile`; ``rows``: the batch is TRL-shuffled."""
+        """Shape ``batch["advantages"]`` (PPL weights from ``log_ppl``, then the position bonus
+        if the batch has it on) and mark the rows inside `shaping.ppl_quantile`; ``rows``: the
+        batch is TRL-shuffled."""
         method = self.shaping.method
         if method != "none":
             weights = self._ppl_weights(log_ppl, rows) if method in ("ppl", "both") else None
-            batch["advantages"] = self._shape(batch["advantages"], batch["completion_mask"], weights)
+            position_on = bool(batch[POSITION_ON_KEY].item())
+            batch["advantages"] = self._shape(
+                batch["advantages"], batch["completion_mask"], weights, position_on
+            )
         if self.shaping.ppl_quantile is not None:
             batch[KEEP_ROW_KEY] = self._ppl_keep(log_ppl, rows)
-
-    def _scored_round(self, inputs: list[dict[str, Any]]) -> dict[str, Any]:
-        """TRL's generation and scoring of `inputs`, with epx's reward counts and row info."""
-        output = super()._generate_and_score_completions(inputs)
-        self._record_reward_counts()
-        self._add_row_info(output, inputs)
-        return output
-
-    def _add_row_info(self, output: dict[str, Any], inputs: list[dict[str, Any]]) -> None:
-        """Per completion, for the loss-time seam and the rollout records: its index in the
-        generation batch, its prompt's id, reward, correctness, TRL's advantage, whether cut."""
-        advantages = output["advantages"]
-        device, local = advantages.device, advantages.size(0)
-        start = self.accelerator.process_index * local
-        output[ROW_KEY] = torch.arange(start, start + local, device=device)
-        rewards = {name: list(values) for name, values in self._logs["rewards"].items()}
-        total = local * self.accelerator.num_processes  # TRL logged every process's rows
-
-        def this_batch(values: list[float]) -> list[float]:
-            return values[len(values) - total :][start : start + local]
-
-        summed = [0.0] * local
-        for weight, values in zip(self.reward_weights.tolist(), rewards.values(), strict=False):
-            part = this_batch(values)
-            summed = [
-                acc + weight * v if v == v else acc for acc, v in zip(summed, part, strict=True)
-            ]
-        correct = (
-            this_batch(rewards["correctness"]) if "correctness" in rewards else [math.nan] * local
-        )
-        ids = output["completion_ids"]
-        stops = torch.tensor(self.eos_token_ids, device=ids.device)
-        info = {
-            "prompt": torch.tensor([prompt_id(x.get("prompt")) for x in inputs], device=device),
-            "reward": torch.tensor(summed, device=device),
-            "correct": torch.tensor(correct, device=device, dtype=torch.float32),
-            "advantage": advantages.detach().clone() if advantages.dim() == 1 else advantages[:, 0],
-            "truncated": ~torch.isin(ids, stops).any(dim=1),
-        }
-        for name, value in info.items():
-            output[f"{INFO_PREFIX}{name}"] = value
 
     def _loss_forward_is_behaviour(self, output: dict[str, Any]) -> bool:
         """Whether the loss's forward will give the sampling policy's log-probs for this batch.
@@ -155,7 +174,11 @@ class EpxGRPOTrainer(GRPOTrainer):
         )
 
     def _shape(
-        self, advantages: torch.Tensor, mask: torch.Tensor, weights: torch.Tensor | None
+        self,
+        advantages: torch.Tensor,
+        mask: torch.Tensor,
+        weights: torch.Tensor | None,
+        position_on: bool,
     ) -> torch.Tensor:
         """The shaped (B, T) advantages: PPL weights (if given) first, then the position bonus."""
         position = self.shaping.position
@@ -168,7 +191,7 @@ class EpxGRPOTrainer(GRPOTrainer):
             pos_alpha=position.alpha,
             k=position.k,
             center=position.center,
-            position_active=self._position_on,
+            position_active=position_on,
             weights=weights,
         )
         self._record_shaping(info, mask)
@@ -222,94 +245,9 @@ class EpxGRPOTrainer(GRPOTrainer):
         )
         return logps
 
-    def create_model_card(self, *args: Any, **kwargs: Any) -> None:
-        """None from TRL (it names no base model); `epx train` writes its own in final/."""
-
-    def _show_phase(self, phase: str) -> None:
-        for callback in self.callback_handler.callbacks:
-            if hasattr(callback, "set_phase"):
-                callback.set_phase(phase)
-
-    def position_active(self) -> bool:
-        """Whether the schedule turns the position bonus on for the step being trained (1-based)."""
-        position = self.shaping.position
-        if self.shaping.method not in ("position", "both"):
-            return False
-        if position.schedule == "always":
-            return True
-        if position.schedule == "window":
-            step = self.state.global_step + 1
-            return position.window[0] <= step <= position.window[1]
-        return self.stage_callback().tracker.stage == 1
-
-    def stage_callback(self) -> StageCallback:
-        """The stage detector's callback (looked up each time: resume replaces the instance)."""
-        callback = self._callback(StageCallback)
-        if callback is None:
-            raise RunError("the stage detector callback is missing from the trainer")
-        return callback
-
-    def _callback(self, kind: type) -> Any:
-        return next((c for c in self.callback_handler.callbacks if isinstance(c, kind)), None)
-
-    # ---- metrics --------------------------------------------------------------------------
-    def _record_reward_counts(self) -> None:
-        """accuracy and reward/failures|timeouts from the reward functions' counters; abort when
-        failures and timeouts together pass reward.max_failure_rate."""
-        totals = {"correct": 0, "total": 0, "failures": 0, "timeouts": 0, "scored": 0}
-        has_correctness = False
-        for reward_func in self.reward_funcs:
-            pop = getattr(reward_func, "pop_counts", None)
-            if pop is None:
-                continue
-            counts = pop()
-            totals["failures"] += counts.get("failures", 0)
-            totals["timeouts"] += counts.get("timeouts", 0)
-            totals["scored"] += counts.get("total", 0)
-            if getattr(reward_func, "__name__", "") == "correctness":
-                has_correctness = True
-                totals["correct"] += counts.get("correct", 0)
-                totals["total"] += counts.get("total", 0)
-        keys = list(totals)
-        device = self.accelerator.device
-        local = torch.tensor([float(totals[key]) for key in keys], device=device)
-        summed = dict(
-            zip(
-                keys,
-                self.accelerator.gather(local).view(-1, len(keys)).sum(0).tolist(),
-                strict=True,
-            )
-        )
-        metrics = self._metrics["train"]
-        if has_correctness and summed["total"]:
-            metrics["accuracy"].append(summed["correct"] / summed["total"])
-        metrics["reward/failures"].append(summed["failures"])
-        metrics["reward/timeouts"].append(summed["timeouts"])
-        failed = summed["failures"] + summed["timeouts"]  # a timeout is a scoring that failed
-        if summed["scored"] and failed / summed["scored"] > self.max_reward_failure_rate:
-            raise RunError(
-                f"reward functions failed on {int(failed)} of {int(summed['scored'])} scorings "
-                f"({int(summed['timeouts'])} timeouts) at step {self.state.global_step + 1}, "
-                f"above reward.max_failure_rate={self.max_reward_failure_rate}; the last "
-                f"checkpoint in {self.args.output_dir} is kept"
-            )
-
-    def _record_shaping(self, info: dict[str, torch.Tensor], mask: torch.Tensor) -> None:
-        metrics = self._metrics["train"]
-        if "ppl_weight" in info:
-            weights = self.accelerator.gather(info["ppl_weight"].float())
-            metrics["shaping/ppl/weight_min"].append(weights.min().item())
-            metrics["shaping/ppl/weight_mean"].append(weights.mean().item())
-            metrics["shaping/ppl/weight_max"].append(weights.max().item())
-        if "position_bonus" in info:
-            valid = mask.bool()
-            bonus = info["position_bonus"].float()
-            stats = torch.stack([bonus[valid].abs().sum(), valid.sum().float()])
-            total, count = self.accelerator.gather(stats).view(-1, 2).sum(0).tolist()
-            metrics["shaping/position/bonus_abs_mean"].append(total / max(count, 1.0))
-
+    # ---- seam 2: the loss's forward -----------------------------------------------------------
     def _compute_loss(self, model: Any, inputs: dict[str, Any]) -> torch.Tensor:
-        self._loss_inputs = inputs
+        self._loss_inputs = inputs  # read by the forward below, within this call only
         try:
             return super()._compute_loss(model, inputs)
         finally:
@@ -318,15 +256,16 @@ class EpxGRPOTrainer(GRPOTrainer):
     def _get_per_token_logps_and_entropies(self, model: Any, *args: Any, **kwargs: Any) -> Any:
         result = super()._get_per_token_logps_and_entropies(model, *args, **kwargs)
         inputs = self._loss_inputs
-        if inputs is not None and kwargs.get("compute_entropy") and model is self.model:
-            logps, entropies, _ = result  # TRL reads inputs["advantages"] right after this forward
-            mask = inputs["completion_mask"]
-            if self._at_loss and ORIGINAL_KEY not in inputs:
-                self._shape_batch(inputs, sequence_log_ppl(logps.detach(), mask), inputs[ROW_KEY])
-            if self.shaping.restricts_update:
-                inputs["advantages"] = self._restrict(inputs, logps)
-            self._record_sample_stats(logps.detach(), entropies.detach(), inputs)
-            self.rollouts.collect(self.state.global_step + 1, inputs, logps, entropies)
+        if inputs is None or not kwargs.get("compute_entropy") or ROW_KEY not in inputs:
+            return result  # not the loss's forward of a batch from seam 1
+        logps, entropies, _ = result  # TRL reads inputs["advantages"] right after this forward
+        at_loss = inputs.pop(SHAPE_AT_LOSS_KEY, None)
+        if at_loss is not None and at_loss.item():
+            log_ppl = sequence_log_ppl(logps.detach(), inputs["completion_mask"])
+            self._shape_batch(inputs, log_ppl, inputs[ROW_KEY])
+        if self.shaping.restricts_update:
+            inputs["advantages"] = self._restrict(inputs, logps)
+        self.observer.observe(self.state.global_step + 1, inputs, logps, entropies)
         return result
 
     def _restrict(self, inputs: dict[str, Any], logps: torch.Tensor) -> torch.Tensor:
@@ -350,30 +289,47 @@ class EpxGRPOTrainer(GRPOTrainer):
         self._metrics["train"]["shaping/update/kept_share"].append(kept / total if total else 1.0)
         return full * keep.to(full.dtype)
 
-    def _record_sample_stats(
-        self, logps: torch.Tensor, entropies: torch.Tensor, inputs: dict[str, Any]
-    ) -> None:
-        """Mean token entropy and mean log-PPL of positive and of negative samples (by sign of A)."""
-        mask = inputs["completion_mask"].bool()
-        advantages = inputs.get(ORIGINAL_KEY, inputs["advantages"])  # the sample's sign, unmasked
-        sign = (advantages if advantages.dim() == 1 else advantages.sum(dim=1)).sign()  # (B,)
-        log_ppl = sequence_log_ppl(logps, mask).float()  # (B,)
-        stats = []
-        for selected in (sign > 0, sign < 0):
-            token_mask = mask & selected.unsqueeze(1)
-            stats += [
-                (entropies.float() * token_mask).sum(),
-                token_mask.sum().float(),
-                log_ppl[selected].sum(),
-                selected.sum().float(),
-            ]
-        gathered = self.accelerator.gather(torch.stack(stats)).view(-1, 8).sum(0).tolist()
+    # ---- schedule, metrics, samples -----------------------------------------------------------
+    def position_active(self) -> bool:
+        """Whether the schedule turns the position bonus on for the step being trained (1-based)."""
+        position = self.shaping.position
+        if self.shaping.method not in ("position", "both"):
+            return False
+        if position.schedule == "always":
+            return True
+        if position.schedule == "window":
+            step = self.state.global_step + 1
+            return position.window[0] <= step <= position.window[1]
+        return self.stage_callback().tracker.stage == 1
+
+    def stage_callback(self) -> StageCallback:
+        """The stage detector's callback (looked up each time: resume replaces the instance)."""
+        callback = self._callback(StageCallback)
+        if callback is None:
+            raise RunError("the stage detector callback is missing from the trainer")
+        return callback
+
+    def _callback(self, kind: type) -> Any:
+        return next((c for c in self.callback_handler.callbacks if isinstance(c, kind)), None)
+
+    def _show_phase(self, phase: str) -> None:
+        for callback in self.callback_handler.callbacks:
+            if hasattr(callback, "set_phase"):
+                callback.set_phase(phase)
+
+    def _record_shaping(self, info: dict[str, torch.Tensor], mask: torch.Tensor) -> None:
         metrics = self._metrics["train"]
-        for offset, name in ((0, "positive"), (4, "negative")):
-            ent_sum, ent_count, ppl_sum, ppl_count = gathered[offset : offset + 4]
-            # NaN (null in metrics.jsonl) when no sample has that sign: the columns stay stable
-            metrics[f"entropy/{name}"].append(ent_sum / ent_count if ent_count else math.nan)
-            metrics[f"log_ppl/{name}"].append(ppl_sum / ppl_count if ppl_count else math.nan)
+        if "ppl_weight" in info:
+            weights = self.accelerator.gather(info["ppl_weight"].float())
+            metrics["shaping/ppl/weight_min"].append(weights.min().item())
+            metrics["shaping/ppl/weight_mean"].append(weights.mean().item())
+            metrics["shaping/ppl/weight_max"].append(weights.max().item())
+        if "position_bonus" in info:
+            valid = mask.bool()
+            bonus = info["position_bonus"].float()
+            stats = torch.stack([bonus[valid].abs().sum(), valid.sum().float()])
+            total, count = self.accelerator.gather(stats).view(-1, 2).sum(0).tolist()
+            metrics["shaping/position/bonus_abs_mean"].append(total / max(count, 1.0))
 
     def record_metrics(self, metrics: dict[str, float], step: int | None = None) -> None:
         """Add metrics (e.g. in-training eval) to the next logged step's record and reporters.
@@ -384,30 +340,33 @@ class EpxGRPOTrainer(GRPOTrainer):
         for key, value in metrics.items():
             self._metrics["train"][key].append(float(value))
 
-    def log(self, logs: dict[str, float], start_time: float | None = None) -> None:
-        """Before TRL averages the step's metrics, feed the stage detector and log `stage`."""
-        metrics = self._metrics["train"]
-        if self.model.training and metrics.get("reward"):
-            reward = _nanmean(metrics["reward"])
-            entropy = _nanmean(metrics.get("entropy", []))
-            stage = self.stage_callback().update(reward, entropy)
-            metrics["stage"].append(float(stage))
-            self._write_samples()
-            self.rollouts.write(
-                self.state.global_step, self.accelerator, Path(self.args.output_dir) / ROLLOUTS_DIR
-            )
-        super().log(logs, start_time)
-
     def _write_samples(self) -> None:
-        """The newest generation batch's sample to samples.jsonl (main process, once each)."""
+        """The generation batch's sample to samples.jsonl, under the step it trains (main
+        process)."""
         samples = self._callback(SamplesFileCallback)
-        if samples is None or not self._new_samples or not self.accelerator.is_main_process:
-            return
-        self._new_samples = False
-        weights = self.reward_weights.tolist()
-        samples.record(self.state.global_step, self._logs, weights)
+        if samples is not None and self.accelerator.is_main_process:
+            samples.record(self.state.global_step + 1, self._logs, self.reward_weights.tolist())
 
+    def model_for_generation(self) -> Any:
+        """A context giving the model to generate with outside TRL's loop (in-training
+        evaluation): TRL's own unwrapping (ZeRO-3 parameters gathered, checkpointing off)."""
+        from trl.models.utils import unwrap_model_for_generation
 
-def _nanmean(values: list[float]) -> float:
-    finite = [value for value in values if value == value]
-    return sum(finite) / len(finite) if finite else float("nan")
+        return unwrap_model_for_generation(
+            self.model_wrapped,
+            self.accelerator,
+            gather_deepspeed3_params=self.args.ds3_gather_for_generation,
+        )
+
+    def save_final(self, folder: str) -> None:
+        """Full weights in Hugging Face format in `folder`, whatever the launch. Under FSDP with
+        sharded checkpoints (the shipped fsdp.yaml) transformers' `save_model` writes none: the
+        full state dict is gathered (a collective: every process calls this) and saved."""
+        plugin = getattr(self.accelerator.state, "fsdp_plugin", None)
+        if self.is_fsdp_enabled and "FULL_STATE_DICT" not in str(plugin.state_dict_type):
+            self._save(folder, state_dict=self.accelerator.get_state_dict(self.model))
+        else:
+            self.save_model(folder)
+
+    def create_model_card(self, *args: Any, **kwargs: Any) -> None:
+        """None from TRL (it names no base model); `epx train` writes its own in final/."""
