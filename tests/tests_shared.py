@@ -26,10 +26,17 @@ def train_tiny(run: Path, steps: int, overrides: list[str], resume: bool = False
     run_training(recipe, resume=resume)
 
 
+WALL_TIME = ("step_time", "timing/")  # metrics that measure wall time (never reproducible)
+
+
+def without_wall_time(record: dict) -> dict:
+    return {k: v for k, v in record.items() if not k.startswith(WALL_TIME)}
+
+
 def step_records(run: Path) -> list[dict]:
     """A run's per-step metrics records without their wall time: what a rerun must reproduce."""
     records = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
-    return [{k: v for k, v in r.items() if k != "step_time"} for r in records if "reward" in r]
+    return [without_wall_time(r) for r in records if "reward" in r]
 
 
 def answer_of(prompt: str) -> int:

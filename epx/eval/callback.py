@@ -118,6 +118,7 @@ class EvalCallback(TrainerCallback):
         self.history: list[tuple[int, dict[str, float]]] = []
         self._last_step: int | None = None
         self.model_for_generation: Callable[[Any], AbstractContextManager[Any]] = nullcontext
+        self.clock: Any = None  # the trainer's StepClock: evaluation is not optimization
 
     @classmethod
     def from_recipe(cls, recipe: Any, *, log_fn: LogFn | None = None, **overrides: Any):
@@ -196,7 +197,8 @@ class EvalCallback(TrainerCallback):
         tokenizer = self.tokenizer or kwargs.get("processing_class")
         if tokenizer is None:
             raise ValueError("EvalCallback needs a tokenizer (pass tokenizer=...)")
-        with self.model_for_generation(kwargs["model"]) as model:
+        timed = self.clock.phase("evaluation") if self.clock is not None else nullcontext()
+        with timed, self.model_for_generation(kwargs["model"]) as model:
             self.evaluate(model, tokenizer, state.global_step)
 
     def on_train_begin(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:

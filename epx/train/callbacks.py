@@ -175,17 +175,20 @@ class RecipeSnapshotCallback(TrainerCallback):
             (folder / "recipe.yaml").write_text(self.recipe_yaml)
 
 
-CONSOLE_COLUMNS = (
-    ("reward", "reward"),
-    ("accuracy", "acc"),
-    ("entropy", "entropy"),
-    ("entropy/positive", "H+"),
-    ("entropy/negative", "H-"),
-    ("shaping/ppl/weight_mean", "w_ppl"),
-    ("shaping/position/active", "pos"),
-    ("stage", "stage"),
-    ("completions/mean_length", "len"),
-    ("completions/clipped_ratio", "clipped"),
+CONSOLE_COLUMNS = (  # (metric, label, unit)
+    ("reward", "reward", ""),
+    ("accuracy", "acc", ""),
+    ("entropy", "entropy", ""),
+    ("entropy/positive", "H+", ""),
+    ("entropy/negative", "H-", ""),
+    ("shaping/ppl/weight_mean", "w_ppl", ""),
+    ("shaping/position/active", "pos", ""),
+    ("stage", "stage", ""),
+    ("completions/mean_length", "len", ""),
+    ("completions/clipped_ratio", "clipped", ""),
+    ("timing/generation", "gen", "s"),
+    ("timing/scoring", "score", "s"),
+    ("timing/optimization", "opt", "s"),
 )
 
 
@@ -224,12 +227,12 @@ class RichProgressCallback(TrainerCallback):
     def on_log(
         self, args: Any, state: Any, control: Any, logs: dict | None = None, **kw: Any
     ) -> None:
-        if self.progress is None or not logs or "reward" not in logs:
-            return
+        if self.progress is None or not logs or "stage" not in logs:
+            return  # not a training step's record (the end-of-training summary)
         cells = [f"step {state.global_step:>4}"]
-        for key, label in CONSOLE_COLUMNS:
+        for key, label, unit in CONSOLE_COLUMNS:
             if key in logs and isinstance(logs[key], int | float):
-                cells.append(f"{label} {logs[key]:.3g}")
+                cells.append(f"{label} {logs[key]:.3g}{unit}")
         self.progress.console.print("  ".join(cells), highlight=False, soft_wrap=True)
 
     def on_train_end(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:

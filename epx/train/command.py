@@ -56,7 +56,7 @@ def _print_dry_run(recipe) -> None:
         launch_processes,
         missing_here,
     )
-    from epx.train.preflight import check_launch_inputs
+    from epx.train.preflight import check_launch_inputs, position_warning
 
     config = grpo_config(recipe, dry_run=True)
     checked = check_launch_inputs(recipe, dry_run=True)
@@ -74,6 +74,9 @@ def _print_dry_run(recipe) -> None:
     )
     for line in checked:
         console.print(f"ok  {line}", highlight=False, soft_wrap=True)
+    warning = position_warning(recipe, config, launch_processes(recipe, dry_run=True))
+    if warning:
+        console.print(f"warning: {warning}", highlight=False, soft_wrap=True)
     missing = missing_here(recipe, has_gpu())
     if missing:
         console.print(

@@ -10,7 +10,8 @@ processes once, and the step gets:
 - the stage detector's update with the step's own data: the mean total reward of the completions
   trained at this step and their mean token entropy, so its windows count optimizer steps also
   when one generation batch feeds several steps (`steps_per_generation` > accumulation);
-- `stage` (0 rising, 1 plateau) and the rollout records of due steps (`epx.train.rollouts`).
+- `stage` (0 rising, 1 plateau) and the rollout records of due steps (`epx.train.rollouts`);
+- the step's `timing/*` (`epx.train.clock`).
 
 Sums over all processes make every value the one a single process would compute on the same
 completions, however they are spread over processes and micro-batches.
@@ -99,7 +100,11 @@ class StepObserver(TrainerCallback):
         self.sums = sums if self.sums is None else self.sums + sums
         self.recorder.collect(step, inputs, logps, entropies)
 
+    def on_step_begin(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
+        self.trainer.clock.start_step()
+
     def on_step_end(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
+        timing = self.trainer.clock.finish_step()
         if self.sums is None:
             return  # a step without epx's loss seam (TRL evaluation only)
         accelerator = self.trainer.accelerator
@@ -107,5 +112,5 @@ class StepObserver(TrainerCallback):
         self.sums = None
         values = step_values(sums.tolist())
         stage = self.trainer.stage_callback().update(values.pop("reward"), values.pop("entropy"))
-        self.trainer.record_metrics({**values, "stage": float(stage)})
+        self.trainer.record_metrics({**values, "stage": float(stage), **timing})
         self.recorder.write(state.global_step, accelerator, self.rollouts_dir)

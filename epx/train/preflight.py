@@ -41,3 +41,15 @@ def check_launch_inputs(recipe: Recipe, *, dry_run: bool = False) -> list[str]:
             raise DataError(f"{where}: eval.benches: {error}") from None
         checked.append(f"eval {name}: {len(bench.problems)} problems ({bench.source})")
     return checked
+
+
+def position_warning(recipe: Recipe, config: object, processes: int) -> str | None:
+    """One line when the recipe's position bonus cannot be on within `grpo.max_steps`."""
+    from epx.schedule import position_reach
+    from epx.train.grpo_args import batch_geometry
+
+    max_steps = getattr(config, "max_steps", -1)
+    if max_steps is None or max_steps <= 0:
+        return None  # a budget in epochs: the step count is known only with the data
+    updates = batch_geometry(config, processes)["updates_per_generation"]
+    return position_reach(recipe.shaping, recipe.stage, max_steps, updates)

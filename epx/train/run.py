@@ -80,7 +80,7 @@ def run_training(recipe: Recipe, *, resume: bool = False, force: bool = False) -
     from rich.console import Console
 
     from epx.paths import make_output_dir
-    from epx.train.preflight import check_launch_inputs
+    from epx.train.preflight import check_launch_inputs, position_warning
     from epx.train.resume import plan_start, record_resume
 
     main_process = int(os.environ.get("RANK", "0")) == 0  # torchrun / accelerate set RANK
@@ -127,6 +127,9 @@ def run_training(recipe: Recipe, *, resume: bool = False, force: bool = False) -
             record_resume(output_dir, plan, recipe)
     for key, old, new in plan.differences:
         console.print(f"[yellow]--force: {key} was {old!r}, now {new!r}[/]", highlight=False)
+    warning = position_warning(recipe, trainer.args, world)
+    if warning:
+        console.print(f"[yellow]warning: {warning}[/]", highlight=False)
     checkpoint = str(plan.checkpoint) if plan.checkpoint else None
     console.print(
         f"[bold]epx train[/]: {recipe.model.name_or_path}, shaping={recipe.shaping.method}, "
@@ -299,6 +302,7 @@ def build_trainer(recipe: Recipe, reward_funcs: list[Any] | None = None) -> Any:
     if eval_callback is not None:
         eval_callback.log_fn = trainer.record_metrics
         eval_callback.model_for_generation = lambda _model: trainer.model_for_generation()
+        eval_callback.clock = trainer.clock
     return trainer
 
 

@@ -4,7 +4,8 @@ Two seams; the loss is never copied:
 
 1. `_generate_and_score_completions` (generation): the parent generates and scores (or dynamic
    sampling does, `epx.train.dynamic`); the per-sequence advantages (B,) become the shaped
-   (B, T) ones, which TRL's own loss accepts as they are.
+   (B, T) ones, which TRL's own loss accepts as they are. (`_calculate_rewards` is wrapped only
+   to time the scoring: `epx.train.clock`.)
 2. `_compute_loss`, through `_get_per_token_logps_and_entropies` (the loss's own forward): when
    that forward is the behaviour policy's (TRL's default on-policy setup), PPL shaping happens
    there, before TRL reads the advantages, at no extra forward; the interventions mask the
@@ -28,6 +29,7 @@ from trl import GRPOTrainer
 from epx.errors import RunError
 from epx.interventions import group_quantile_mask, restriction_mask
 from epx.recipe import AnalysisSection, SamplingSection, ShapingSection
+from epx.schedule import position_on
 from epx.shaping import apply_shaping, ppl_weights, sequence_log_ppl
 from epx.train.batch_keys import (
     KEEP_ROW_KEY,
@@ -37,6 +39,7 @@ from epx.train.batch_keys import (
     SHAPE_AT_LOSS_KEY,
 )
 from epx.train.callbacks import SamplesFileCallback, StageCallback
+from epx.train.clock import StepClock
 from epx.train.dynamic import DynamicBatch, extra_inputs
 from epx.train.observer import StepObserver
 from epx.train.rollouts import RolloutRecorder
@@ -68,6 +71,7 @@ class EpxGRPOTrainer(GRPOTrainer):
             self.analysis.token_stats,
             self.num_generations,
         )
+        self.clock = StepClock()
         self.observer = StepObserver(self, recorder, Path(self.args.output_dir) / ROLLOUTS_DIR)
         self.add_callback(self.observer)
         self._loss_inputs: dict[str, Any] | None = None  # the batch of the `_compute_loss` call
@@ -81,7 +85,8 @@ class EpxGRPOTrainer(GRPOTrainer):
         if not self.model.training:
             return super()._generate_and_score_completions(inputs)
         self._show_phase("generating")
-        output = self._dynamic_batch(inputs) if self.sampling.dynamic else self._scored_round(inputs)
+        with self.clock.phase("generation"):
+            output = self._dynamic_batch(inputs) if self.sampling.dynamic else self._scored_round(inputs)
         self._show_phase("optimizing")
         self._write_samples()
         position_on = self.position_active()
@@ -100,6 +105,11 @@ class EpxGRPOTrainer(GRPOTrainer):
                 log_ppl = sequence_log_ppl(logps, output["completion_mask"])
             self._shape_batch(output, log_ppl)
         return output
+
+    def _calculate_rewards(self, *args: Any, **kwargs: Any) -> Any:
+        """TRL's reward computation, timed as the step's scoring (`epx.train.clock`)."""
+        with self.clock.phase("scoring"):
+            return super()._calculate_rewards(*args, **kwargs)
 
     def _scored_round(self, inputs: list[dict[str, Any]]) -> dict[str, Any]:
         """TRL's generation and scoring of `inputs`, with epx's reward counts and row facts."""
@@ -292,15 +302,8 @@ class EpxGRPOTrainer(GRPOTrainer):
     # ---- schedule, metrics, samples -----------------------------------------------------------
     def position_active(self) -> bool:
         """Whether the schedule turns the position bonus on for the step being trained (1-based)."""
-        position = self.shaping.position
-        if self.shaping.method not in ("position", "both"):
-            return False
-        if position.schedule == "always":
-            return True
-        if position.schedule == "window":
-            step = self.state.global_step + 1
-            return position.window[0] <= step <= position.window[1]
-        return self.stage_callback().tracker.stage == 1
+        plateau = self.stage_callback().tracker.stage == 1
+        return position_on(self.shaping, self.state.global_step + 1, plateau)
 
     def stage_callback(self) -> StageCallback:
         """The stage detector's callback (looked up each time: resume replaces the instance)."""
