@@ -3,6 +3,7 @@ tiny run (schema, size bound), and the command end to end on two real runs."""
 
 from __future__ import annotations
 
+import json
 import math
 from pathlib import Path
 
@@ -183,3 +184,23 @@ def test_analyze_overlays_two_runs_with_every_figure_and_both_stages(two_runs, t
 def test_analyze_of_a_folder_that_is_no_run_is_one_line(tmp_path):
     result = CliRunner().invoke(app, ["analyze", str(tmp_path)])
     assert result.exit_code == 2 and "not an epx train output dir" in result.stderr
+
+
+def test_analysis_re_runs_the_trainers_detector_on_the_series_it_was_fed(tmp_path):
+    """`stage/reward` and `stage/entropy` are what the trainer's detector took each optimizer
+    step; re-detecting on them gives the plateau the trainer reported (it reports it `patience`
+    - 1 steps after the plateau's first step, at the confirming step)."""
+    from tests_shared import train_tiny
+
+    run = tmp_path / "run"
+    params = StageParams(window=3, min_steps=0, patience=2)
+    # a random model is never right: the reward stays flat, the plateau comes with the entropy
+    train_tiny(run, 8, ["logging.mode=disabled", "stage.window=3", "stage.min_steps=0",
+                        "stage.patience=2", "reward.functions=[{name: correctness}]"])  # fmt: skip
+    records = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
+    assert all("stage/reward" in r and "stage/entropy" in r for r in records)
+    reported = [r["step"] for r in records if r["stage"] == 1.0]
+    begin = plateau_start(records, params)
+    assert reported, "the test needs a run that reaches the plateau"
+    assert reported[0] == begin + params.patience - 1
+    assert reported == list(range(reported[0], 9))  # it never ends

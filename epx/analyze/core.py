@@ -76,14 +76,25 @@ def series(records: list[dict[str, Any]], key: str) -> tuple[list[int], list[flo
     return [p[0] for p in points], [p[1] for p in points]
 
 
+DETECTOR_INPUTS = ("stage/reward", "stage/entropy")  # what the trainer's detector took per step
+
+
 def plateau_start(records: list[dict[str, Any]], params: StageParams) -> int | None:
-    """The step where the plateau begins (the detector over logged reward and entropy)."""
-    steps = logged_steps(records)
-    reward = [float(r["reward"]) for r in steps]
-    entropy = [
-        r.get("entropy") if isinstance(r.get("entropy"), int | float) else None for r in steps
-    ]
-    index = detect_plateau(reward, entropy, params)
+    """The step where the plateau begins: the detector over the series the trainer fed it
+    (`stage/reward`, `stage/entropy`, one per optimizer step), or for runs that logged none,
+    over the logged reward and entropy."""
+    reward_key, entropy_key = DETECTOR_INPUTS
+    steps = sorted((r for r in records if reward_key in r), key=lambda r: r["step"])
+    if not steps:
+        steps, reward_key, entropy_key = logged_steps(records), "reward", "entropy"
+
+    def value(record: dict[str, Any], key: str) -> float | None:
+        v = record.get(key)
+        return float(v) if isinstance(v, int | float) else None
+
+    reward = [value(r, reward_key) for r in steps]
+    entropy = [value(r, entropy_key) for r in steps]
+    index = detect_plateau(reward, entropy, params)  # type: ignore[arg-type]
     return None if index is None else int(steps[index]["step"])
 
 

@@ -10,7 +10,9 @@ processes once, and the step gets:
 - the stage detector's update with the step's own data: the mean total reward of the completions
   trained at this step and their mean token entropy, so its windows count optimizer steps also
   when one generation batch feeds several steps (`steps_per_generation` > accumulation);
-- `stage` (0 rising, 1 plateau) and the rollout records of due steps (`epx.train.rollouts`);
+- `stage` (0 rising, 1 plateau) with the detector's inputs `stage/reward` and `stage/entropy`
+  (so that `epx analyze` re-runs it on the same series), and the rollout records of due steps
+  (`epx.train.rollouts`);
 - the step's `timing/*` (`epx.train.clock`).
 
 Sums over all processes make every value the one a single process would compute on the same
@@ -111,6 +113,8 @@ class StepObserver(TrainerCallback):
         sums = accelerator.gather(self.sums.to(accelerator.device)).view(-1, len(SUMS)).sum(0)
         self.sums = None
         values = step_values(sums.tolist())
-        stage = self.trainer.stage_callback().update(values.pop("reward"), values.pop("entropy"))
-        self.trainer.record_metrics({**values, "stage": float(stage), **timing})
+        reward, entropy = values.pop("reward"), values.pop("entropy")
+        stage = self.trainer.stage_callback().update(reward, entropy)
+        detector = {"stage/reward": reward, "stage/entropy": entropy, "stage": float(stage)}
+        self.trainer.record_metrics({**values, **detector, **timing})
         self.recorder.write(state.global_step, accelerator, self.rollouts_dir)
