@@ -34,8 +34,12 @@ def one_line_error(result, code: int = 2) -> str:
 
 
 def snapshot(run: Path) -> dict[str, float]:
-    """Every file of a run with its modification time (what "nothing overwritten" compares)."""
-    return {str(p.relative_to(run)): p.stat().st_mtime_ns for p in run.rglob("*") if p.is_file()}
+    """Every file of a run with its modification time (what "nothing overwritten" compares);
+    the lock file, which names whoever held the run last, is no part of it."""
+    from epx.locks import LOCK_FILE
+
+    return {str(p.relative_to(run)): p.stat().st_mtime_ns for p in run.rglob("*")
+            if p.is_file() and p.name != LOCK_FILE}  # fmt: skip
 
 
 @pytest.fixture(scope="module")
