@@ -46,11 +46,11 @@ def holder_info(path: Path) -> dict[str, Any]:
 
 
 def describe(info: dict[str, Any]) -> str:
-    """`epx train (PID 123 on host-a, since 2026-01-01T10:00:00)`, or `another process`."""
+    """`epx train, PID 123 on host-a since 2026-01-01T10:00:00`, or `another process`."""
     if not info.get("pid"):
         return "another process"
-    since = f", since {info['since']}" if info.get("since") else ""
-    return f"{info.get('command', 'epx')} (PID {info['pid']} on {info.get('host', '?')}{since})"
+    since = f" since {info['since']}" if info.get("since") else ""
+    return f"{info.get('command', 'epx')}, PID {info['pid']} on {info.get('host', '?')}{since}"
 
 
 class _LockFile:
@@ -120,7 +120,7 @@ def exclusive_lock(folder: str | os.PathLike[str], command: str, option: str) ->
         try:
             if not lock.try_lock(fcntl.LOCK_EX):
                 raise RunStateError(
-                    f"{folder} is in use by {describe(lock.info())}: wait for it to end, or "
+                    f"{folder} is in use ({describe(lock.info())}): wait for it to end, or "
                     f"pass another {option}"
                 )
             lock.write(command, None)
@@ -159,15 +159,15 @@ def _join(lock: _LockFile, folder: Path, key: str, command: str, option: str) ->
             previous = lock.info()
             if previous.get("key") not in (None, key) and _occupied(folder):
                 raise RunStateError(
-                    f"{folder} holds the files of {previous['key']} (last written by "
-                    f"{describe(previous)}, which has ended): pass another {option}"
+                    f"{folder} holds the files of {previous['key']} (written by "
+                    f"{describe(previous)}, now ended): pass another {option}"
                 )
             lock.write(command, key)
             fcntl.flock(lock.fd, fcntl.LOCK_SH)
         elif not lock.try_lock(fcntl.LOCK_SH):
             if time.monotonic() > deadline:  # an exclusive holder that is not a study worker
                 raise RunStateError(
-                    f"{folder} is in use by {describe(lock.info())}: pass another {option}"
+                    f"{folder} is in use ({describe(lock.info())}): pass another {option}"
                 )
             time.sleep(0.05)  # a peer is between its two flock calls
             continue

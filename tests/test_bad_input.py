@@ -10,6 +10,7 @@ import time
 from pathlib import Path
 
 import pytest
+from tests_shared import one_line_error
 from typer.testing import CliRunner
 
 from epx.cli import app
@@ -22,15 +23,6 @@ TINY = REPO / "recipes" / "tiny-random.yaml"
 
 def epx(*args: str):
     return CliRunner().invoke(app, [str(a) for a in args])
-
-
-def one_line_error(result, code: int = 2) -> str:
-    """The single stderr line of a failed command (asserting there is exactly one, no traceback)."""
-    assert result.exit_code == code, (result.exit_code, result.output, result.stderr)
-    lines = [line for line in result.stderr.splitlines() if line.strip()]
-    assert len(lines) == 1 and lines[0].startswith("epx: error: "), result.stderr
-    assert "Traceback" not in result.output + result.stderr
-    return lines[0]
 
 
 def snapshot(run: Path) -> dict[str, float]:
