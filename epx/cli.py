@@ -13,7 +13,7 @@ from typing import Any
 import typer
 
 from epx import __version__
-from epx.errors import EpxError
+from epx.errors import EpxError, environment_error_line
 
 app = typer.Typer(
     name="epx",
@@ -31,7 +31,9 @@ def fail(message: str, code: int = 2) -> None:
 
 
 def friendly_errors(command: Callable[..., Any]) -> Callable[..., Any]:
-    """Turn EpxError (and Ctrl-C) into one line on stderr with its exit code, never a traceback."""
+    """Turn EpxError, an error of the machine (a full disk, a read-only file system:
+    `environment_error_line`) and Ctrl-C into one line on stderr with an exit code, never a
+    traceback."""
 
     @functools.wraps(command)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
@@ -42,6 +44,11 @@ def friendly_errors(command: Callable[..., Any]) -> Callable[..., Any]:
         except KeyboardInterrupt:
             typer.echo("epx: interrupted", err=True)
             raise typer.Exit(130) from None
+        except Exception as error:
+            line = environment_error_line(error)
+            if line is None:
+                raise
+            fail(line, 2)
 
     return wrapper
 
