@@ -97,8 +97,10 @@ def test_a_study_refuses_trials_of_other_settings_and_new_study_starts_one_besid
     db = folder / "study.db"
     before = trials_of(db, "tiny-random-position")
     assert [t.state for t in before] == [TrialState.COMPLETE]
-    narrow = tmp_path / "narrow.yaml"
-    narrow.write_text((REPO / "sweeps" / "position.yaml").read_text().replace("high: 0.5,", "high: 0.3,"))
+    shipped = (REPO / "sweeps" / "position.yaml").read_text()
+    narrow, linear = tmp_path / "narrow.yaml", tmp_path / "linear.yaml"
+    narrow.write_text(shipped.replace("high: 0.5,", "high: 0.3,"))
+    linear.write_text(shipped.replace("high: 0.5, log: true,", "high: 0.5, log: false,"))
     refused = {
         ("--set", "grpo.learning_rate=5e-4"): "recipe grpo.learning_rate: 0.001 there, 0.0005 now",
         ("--set", "grpo.max_steps=2"): "recipe grpo.max_steps: 1 there, 2 now",
@@ -106,6 +108,7 @@ def test_a_study_refuses_trials_of_other_settings_and_new_study_starts_one_besid
         ("--direction", "minimize"): "direction: 'maximize' there, 'minimize' now",
         ("--sampler", "random"): "sampler: 'tpe' there, 'random' now",
         ("--space", narrow): "search space shaping.position.alpha.high: 0.5 there, 0.3 now",
+        ("--space", linear): "search space shaping.position.alpha.log: True there, False now",
     }
     for change, expected in refused.items():
         line = one_line_error(epx("sweep", *method("position"), *QUICK, *change))

@@ -2,7 +2,8 @@
 
 One worker is one `epx sweep` process; several with the same `--study-name` and `--storage`
 cooperate on one study through Optuna's own distributed mode (`study.optimize` on shared
-storage, the heartbeat, `MaxTrialsCallback` for a study-wide total). A trial:
+storage, the heartbeat, a study-wide total). Each checks the study's identity
+(`epx.sweep.identity`) and shares the study folder's lock (`epx.locks`). A trial:
 
 1. draws its parameters (the paper's values are enqueued as the study's first trial);
 2. runs `[launcher] python -m epx.cli train RECIPE --set ...` once per seed, each in its own
