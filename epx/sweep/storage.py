@@ -276,7 +276,10 @@ def open_storage(url: str, heartbeat: float | None = 60.0) -> Any:
         backend = optuna.storages.journal.JournalFileBackend(str(path))
         if not beats:
             return optuna.storages.JournalStorage(backend)
-        return _heartbeat_journal_class()(backend, *beats.values())
+        return _heartbeat_journal_class()(
+            backend, beats["heartbeat_interval"], beats["grace_period"],
+            beats["heartbeat_stale_trial_callback"],
+        )  # fmt: skip
     engine_kwargs: dict[str, Any] = {"pool_pre_ping": True}
     if url.startswith("sqlite"):
         engine_kwargs["connect_args"] = {"timeout": 60}  # one writer at a time: wait, don't fail
