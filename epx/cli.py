@@ -13,7 +13,7 @@ from typing import Any
 import typer
 
 from epx import __version__
-from epx.errors import EpxError
+from epx.errors import EpxError, environment_error_line
 
 app = typer.Typer(
     name="epx",
@@ -44,8 +44,9 @@ def _on_sigterm(signum: int, frame: Any) -> None:
 
 
 def friendly_errors(command: Callable[..., Any]) -> Callable[..., Any]:
-    """Turn EpxError, Ctrl-C and SIGTERM into one line on stderr with an exit code, never a
-    traceback (what was saved stays: a run resumes from its last checkpoint)."""
+    """Turn EpxError, an error of the machine (a full disk, a read-only file system:
+    `environment_error_line`), Ctrl-C and SIGTERM into one line on stderr with an exit code,
+    never a traceback (what was saved stays: a run resumes from its last checkpoint)."""
 
     @functools.wraps(command)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
@@ -62,6 +63,11 @@ def friendly_errors(command: Callable[..., Any]) -> Callable[..., Any]:
         except Terminated:
             typer.echo(f"epx: terminated (SIGTERM){_rank_note()}", err=True)
             raise typer.Exit(143) from None
+        except Exception as error:
+            line = environment_error_line(error)
+            if line is None:
+                raise
+            fail(line, 2)
 
     return wrapper
 

@@ -30,3 +30,28 @@ class RunError(EpxError):
 class RunStateError(EpxError):
     """What is in an output dir conflicts with what was asked (a run there without --resume, a
     resume with other settings, no usable checkpoint): bad input, exit code 2."""
+
+
+DISK_FULL = ("No space left on device", "StorageFull", "Disk quota exceeded")
+CUT_WRITE = ("unexpected pos", "PytorchStreamWriter failed", "file write failed")
+
+
+def environment_error_line(error: BaseException) -> str | None:
+    """One line for an error of the machine rather than of epx: a full disk (also as torch's
+    or safetensors' cut write), a read-only file system, a permission refused; None otherwise.
+    Finished work stays where it is: the line says how to go on."""
+    import errno
+
+    text = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+    where = f" writing {error.filename}" if getattr(error, "filename", None) else ""
+    code = getattr(error, "errno", None)
+    if code in (errno.ENOSPC, errno.EDQUOT) or any(mark in str(error) for mark in DISK_FULL):
+        return (f"the disk is full{where} ({text}): free some space, then run the command again "
+                "(epx train: with --resume, from the last whole checkpoint)")  # fmt: skip
+    if isinstance(error, RuntimeError) and any(mark in str(error) for mark in CUT_WRITE):
+        return (f"a file could not be written whole ({text}): is the disk full? Free some space, "
+                "then run the command again (epx train: with --resume, from the last whole "
+                "checkpoint)")  # fmt: skip
+    if code in (errno.EROFS, errno.EACCES, errno.EPERM) and isinstance(error, OSError):
+        return f"cannot write{where or ' a file'}: {error.strerror or text}"
+    return None

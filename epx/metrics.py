@@ -88,6 +88,19 @@ class ProblemSamples:
     finished: tuple[bool, ...] = ()  # per sample: ended within the token limit (default: all)
 
 
+RATES = ("acc", "maj", "pass@1", "pass@{n}", "unparsed", "truncated", "tokens_mean")
+
+
+def rate_names(n: int) -> list[str]:
+    """The rates of `bench_metrics` with n samples a problem (fractions, or a mean length)."""
+    return list(dict.fromkeys(name.format(n=n) for name in RATES))
+
+
+def eval_metric_names(n: int) -> list[str]:
+    """What an evaluation logs of each benchmark, as `eval/<bench>/<name>`."""
+    return [*rate_names(n), "timeouts"]
+
+
 def bench_metrics(problems: Sequence[ProblemSamples], n: int) -> dict[str, float]:
     """Metrics of one benchmark, each averaged over its problems (every problem has n samples).
 

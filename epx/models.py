@@ -58,9 +58,13 @@ def resolve_model_ref(ref: str) -> ModelSection:
     return resolve_reference(ref)[0]
 
 
-def resolve_reference(ref: str) -> tuple[ModelSection, DataSection | None]:
+def resolve_reference(
+    ref: str, notes: list[str] | None = None
+) -> tuple[ModelSection, DataSection | None]:
     """The model section of a reference and, when it carries a recipe (a recipe file, an `epx
-    train` output dir or one of its checkpoints), the data section the model was trained with."""
+    train` output dir or one of its checkpoints), the data section the model was trained with.
+    A run dir's newer checkpoints that are cut are passed over, each with a line in `notes`."""
+    from epx.checkpoints import latest_usable
     from epx.recipe import load_recipe
 
     path = Path(ref)
@@ -69,7 +73,9 @@ def resolve_reference(ref: str) -> tuple[ModelSection, DataSection | None]:
         return recipe.model, recipe.data
     if not (path.is_dir() and (path / "recipe.yaml").is_file()):
         return ModelSection(name_or_path=ref), None
-    checkpoint = path if CHECKPOINT_PATTERN.match(path.name) else latest_checkpoint(path)
+    checkpoint, passed = (path, []) if CHECKPOINT_PATTERN.match(path.name) else latest_usable(path)
+    if checkpoint is not None and notes is not None:
+        notes += [f"{path / name} is unusable ({why}): using {checkpoint.name}" for name, why in passed]
     if checkpoint is None:
         raise ModelError(
             f"{path}: an epx train output dir without any complete checkpoint-N folder"
@@ -127,11 +133,31 @@ def load_tokenizer(cfg: ModelSection, *, padding_side: str = "left") -> Any:
         source = resolve_package_path(cfg.tokenizer or cfg.name_or_path)
         if source.endswith(".gguf"):
             source = str(_dequantised_gguf(Path(source)))
+        check_tokenizer_files(source)
         tokenizer = _from_pretrained(AutoTokenizer, source, trust_remote_code=cfg.trust_remote_code)
     if tokenizer.pad_token is None:
         tokenizer.pad_token = tokenizer.eos_token
     tokenizer.padding_side = padding_side
     return tokenizer
+
+
+TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json", "tokenizer.model", "vocab.json",
+                   "vocab.txt", "spiece.model")  # fmt: skip
+
+
+def check_tokenizer_files(source: str) -> None:
+    """A local folder given as a tokenizer holds tokenizer files (transformers would otherwise
+    build an empty tokenizer from config.json alone, and generation fail on empty prompts)."""
+    path = Path(source).expanduser()
+    if (
+        path.is_dir()
+        and any(path.iterdir())  # an empty folder: check_model_source says so
+        and not any((path / name).is_file() for name in TOKENIZER_FILES)
+    ):
+        raise ModelError(
+            f"{source}: no tokenizer files ({', '.join(TOKENIZER_FILES[:2])}, ...): save the "
+            "tokenizer with the model, or name one in the recipe's model.tokenizer"
+        )
 
 
 def _is_random(cfg: ModelSection) -> bool:
@@ -221,6 +247,11 @@ def check_model_source(source: str) -> None:
 
     path = Path(source).expanduser()
     if path.is_dir():
+        if not any(path.iterdir()):
+            raise ModelError(
+                f"{source}: the folder is empty (a model folder holds config.json, its weights "
+                "and tokenizer files)"
+            )
         if (path / "trainer_state.json").is_file():
             problem = checkpoint_problem(path)
         elif (path / SHARD_INDEX).is_file() or not (path / "model.safetensors").is_file():

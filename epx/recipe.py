@@ -483,3 +483,13 @@ def recipe_to_yaml(recipe: Recipe) -> str:
         {"name": f.name, "weight": f.weight, **f.params} for f in recipe.reward.functions
     ]
     return yaml.safe_dump(data, sort_keys=False)
+
+
+def flatten(data: Any, prefix: str = "") -> dict[str, Any]:
+    """{'a': {'b': 1}} -> {'a.b': 1}; lists stay values."""
+    if not isinstance(data, dict):
+        return {prefix: data}
+    flat: dict[str, Any] = {}
+    for key, value in data.items():
+        flat.update(flatten(value, f"{prefix}{key}." if isinstance(value, dict) else f"{prefix}{key}"))
+    return flat

@@ -38,36 +38,54 @@ def _as_postgres(command: list[str]) -> list[str]:
     return ["runuser", "-u", "postgres", "--", *command]
 
 
+class PostgresServer:
+    """A throwaway server (see `start_postgres`) that a test can also stop as a crash would
+    (`pg_ctl -m immediate`) and start again on the same port and data."""
+
+    def __init__(self) -> None:
+        bin_dir = postgres_bin()
+        if bin_dir is None:
+            raise FileNotFoundError("PostgreSQL is not installed (apt-get install postgresql)")
+        self.bin_dir = bin_dir
+        self.folder = Path(tempfile.mkdtemp(prefix="epx-postgres-"))
+        self.folder.chmod(0o755)
+        self.data, sockets = self.folder / "data", self.folder / "sockets"
+        sockets.mkdir(exist_ok=True)
+        if os.geteuid() == 0:
+            shutil.chown(self.folder, "postgres")
+            shutil.chown(sockets, "postgres")
+        self.port = free_port()
+        self.options = f"-p {self.port} -k {sockets} -c listen_addresses=127.0.0.1 -c max_connections=100"
+        self._run("initdb", "-D", self.data, "-U", "postgres", "--auth=trust", "-E", "UTF8")
+        self.start()
+        self._run("createdb", "-h", "127.0.0.1", "-p", self.port, "-U", "postgres", "epx")
+        self.url = f"postgresql+psycopg://postgres@127.0.0.1:{self.port}/epx"
+
+    def _run(self, tool: str, *args: object) -> None:
+        command = _as_postgres([str(self.bin_dir / tool), *(str(a) for a in args)])
+        subprocess.run(command, check=True, capture_output=True, text=True, timeout=120)
+
+    def start(self) -> None:
+        log = self.folder / "server.log"
+        self._run("pg_ctl", "-D", self.data, "-o", self.options, "-l", log, "-w", "start")
+
+    def stop(self) -> None:
+        """Stop at once, as a crash would: open connections break mid-transaction."""
+        self._run("pg_ctl", "-D", self.data, "-m", "immediate", "-w", "stop")
+
+    def remove(self) -> None:
+        subprocess.run(
+            _as_postgres([str(self.bin_dir / "pg_ctl"), "-D", str(self.data), "-m", "immediate", "stop"]),
+            capture_output=True,
+            timeout=60,
+        )
+        shutil.rmtree(self.folder, ignore_errors=True)
+
+
 def start_postgres() -> tuple[str, Callable[[], None]]:
     """A running server and its URL (database `epx`, user postgres, trust auth on loopback).
 
     Its folder is a fresh one under the system temp dir, open to the `postgres` user (pytest's
     own temp dirs are root's alone); `stop()` ends the server and removes it."""
-    bin_dir = postgres_bin()
-    if bin_dir is None:
-        raise FileNotFoundError("PostgreSQL is not installed (apt-get install postgresql)")
-    folder = Path(tempfile.mkdtemp(prefix="epx-postgres-"))
-    folder.chmod(0o755)
-    data, sockets = folder / "data", folder / "sockets"
-    sockets.mkdir(exist_ok=True)
-    if os.geteuid() == 0:
-        shutil.chown(folder, "postgres")
-        shutil.chown(sockets, "postgres")
-    port = free_port()
-    run = lambda *args: subprocess.run(  # noqa: E731
-        _as_postgres([str(a) for a in args]), check=True, capture_output=True, text=True, timeout=120
-    )
-    run(bin_dir / "initdb", "-D", data, "-U", "postgres", "--auth=trust", "-E", "UTF8")
-    options = f"-p {port} -k {sockets} -c listen_addresses=127.0.0.1 -c max_connections=100"
-    run(bin_dir / "pg_ctl", "-D", data, "-o", options, "-l", folder / "server.log", "-w", "start")
-    run(bin_dir / "createdb", "-h", "127.0.0.1", "-p", port, "-U", "postgres", "epx")
-
-    def stop() -> None:
-        subprocess.run(
-            _as_postgres([str(bin_dir / "pg_ctl"), "-D", str(data), "-m", "immediate", "stop"]),
-            capture_output=True,
-            timeout=60,
-        )
-        shutil.rmtree(folder, ignore_errors=True)
-
-    return f"postgresql+psycopg://postgres@127.0.0.1:{port}/epx", stop
+    server = PostgresServer()
+    return server.url, server.remove

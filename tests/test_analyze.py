@@ -204,3 +204,72 @@ def test_analysis_re_runs_the_trainers_detector_on_the_series_it_was_fed(tmp_pat
     assert reported, "the test needs a run that reaches the plateau"
     assert reported[0] == begin + params.patience - 1
     assert reported == list(range(reported[0], 9))  # it never ends
+
+
+def test_analyze_names_each_line_and_rollout_file_it_skips_and_why(two_runs, tmp_path):
+    """A garbage line, a step whose line is corrupt, a cut last line, and cut, garbage and
+    empty Parquet files: each is named with why it was left out; the rest is analysed."""
+    import json
+    import shutil
+
+    run = tmp_path / "run"
+    shutil.copytree(two_runs[0], run)
+    metrics = run / "metrics.jsonl"
+    lines = metrics.read_text().splitlines()
+    step3 = next(i for i, line in enumerate(lines) if json.loads(line).get("step") == 3
+                 and "reward" in json.loads(line))  # fmt: skip
+    before3 = json.loads(lines[step3 - 1])["step"]
+    lines[step3] = lines[step3][:40] + "#garbage"
+    lines.insert(1, "not a record at all")
+    metrics.write_text("\n".join(lines) + "\n" + '{"step": 7, "rew')  # a cut last line
+    rollouts = run / "rollouts"
+    cut = rollouts / "step-000002.parquet"
+    cut.write_bytes(cut.read_bytes()[:100])
+    (rollouts / "step-000004.parquet").write_text("garbage")
+    (rollouts / "step-000006.parquet").write_bytes(b"")
+    out = tmp_path / "report"
+    result = CliRunner().invoke(app, ["analyze", str(run), "--out", str(out)])
+    assert result.exit_code == 0, result.output
+    assert "--stage" not in result.stderr and "Traceback" not in result.stderr
+    expected = [
+        f"{metrics}:2: not JSON (the record after step {json.loads(lines[0])['step']}): skipped",
+        f"{metrics}:{step3 + 2}: not JSON (the record after step {before3}): skipped",
+        f"{metrics}:{len(lines) + 1}: a cut last line (the record after step ",
+        f"{rollouts / 'step-000002.parquet'}: a corrupt rollout record file (",
+        f"{rollouts / 'step-000004.parquet'}: a corrupt rollout record file (",
+        f"{rollouts / 'step-000006.parquet'}: a corrupt rollout record file (",
+    ]
+    stderr = " ".join(result.stderr.split())  # rich may fold a long line
+    for line in expected:
+        assert line in stderr, line
+    report = (out / "report.md").read_text()
+    assert "- rollout records: 1 saved steps" in report  # step 1 only
+    assert report.count("- skipped: ") == 6
+
+
+def test_analyze_into_a_file_or_a_read_only_place_is_one_line(two_runs, tmp_path):
+    import os
+    import subprocess
+
+    from tests_shared import one_line_error
+
+    a_file = tmp_path / "report.txt"
+    a_file.write_text("mine")
+    line = one_line_error(CliRunner().invoke(app, ["analyze", str(two_runs[0]), "-o", str(a_file)]))
+    assert f"--out: {a_file} is a file, not a folder" in line and a_file.read_text() == "mine"
+    locked = tmp_path / "locked"
+    locked.mkdir()
+    if os.geteuid() == 0:  # root writes through permission bits: a read-only mount stops it
+        mounted = subprocess.run(["mount", "-t", "tmpfs", "-o", "ro,size=1m", "tmpfs", str(locked)])
+        if mounted.returncode != 0:
+            pytest.skip("cannot mount a read-only tmpfs here (mount refused)")
+    else:
+        locked.chmod(0o555)
+    try:
+        line = one_line_error(
+            CliRunner().invoke(app, ["analyze", str(two_runs[0]), "-o", str(locked / "report")])
+        )
+        assert f"--out: {locked / 'report'} cannot be created: {locked} is not writable" in line
+    finally:
+        if os.geteuid() == 0:
+            subprocess.run(["umount", str(locked)])

@@ -10,6 +10,7 @@ import time
 from pathlib import Path
 
 import pytest
+from tests_shared import one_line_error
 from typer.testing import CliRunner
 
 from epx.cli import app
@@ -24,18 +25,13 @@ def epx(*args: str):
     return CliRunner().invoke(app, [str(a) for a in args])
 
 
-def one_line_error(result, code: int = 2) -> str:
-    """The single stderr line of a failed command (asserting there is exactly one, no traceback)."""
-    assert result.exit_code == code, (result.exit_code, result.output, result.stderr)
-    lines = [line for line in result.stderr.splitlines() if line.strip()]
-    assert len(lines) == 1 and lines[0].startswith("epx: error: "), result.stderr
-    assert "Traceback" not in result.output + result.stderr
-    return lines[0]
-
-
 def snapshot(run: Path) -> dict[str, float]:
-    """Every file of a run with its modification time (what "nothing overwritten" compares)."""
-    return {str(p.relative_to(run)): p.stat().st_mtime_ns for p in run.rglob("*") if p.is_file()}
+    """Every file of a run with its modification time (what "nothing overwritten" compares);
+    the lock file, which names whoever held the run last, is no part of it."""
+    from epx.locks import LOCK_FILE
+
+    return {str(p.relative_to(run)): p.stat().st_mtime_ns for p in run.rglob("*")
+            if p.is_file() and p.name != LOCK_FILE}  # fmt: skip
 
 
 @pytest.fixture(scope="module")
@@ -260,6 +256,34 @@ def test_a_corrupt_checkpoint_as_model_is_one_line(finished_run, tmp_path):
     weights.write_bytes(weights.read_bytes()[:1000])
     line = one_line_error(epx("eval", "--bench", "arithmetic", "--model", checkpoint, "-o", tmp_path / "o"))
     assert "checkpoint-4: the model cannot be loaded: model.safetensors is truncated" in line
+
+
+def test_eval_of_a_run_whose_newest_checkpoint_is_cut_says_it_uses_the_previous_one(run_copy, tmp_path):
+    weights = run_copy / "checkpoint-4" / "model.safetensors"
+    weights.write_bytes(weights.read_bytes()[:1000])
+    result = epx("eval", "--bench", "arithmetic", "--model", run_copy, "--limit", "2", "--n", "1",
+                 "--max-tokens", "4", "-o", tmp_path / "o", "--wandb-mode", "disabled")  # fmt: skip
+    assert result.exit_code == 0, result.stderr
+    assert (f"{run_copy / 'checkpoint-4'} is unusable (model.safetensors is truncated): using "
+            "checkpoint-2") in " ".join(result.stderr.split())  # fmt: skip
+    settings = json.loads((tmp_path / "o" / "settings.json").read_text())
+    assert settings["model"]["name_or_path"].endswith("checkpoint-2")
+
+
+def test_a_model_dir_without_tokenizer_or_empty_is_one_line_and_writes_nothing(finished_run, tmp_path):
+    no_tokenizer = tmp_path / "no-tokenizer"
+    shutil.copytree(finished_run / "final", no_tokenizer)
+    for path in no_tokenizer.iterdir():
+        if path.name.startswith(("tokenizer", "chat_template")):
+            path.unlink()
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    for model, expected in ((no_tokenizer, f"{no_tokenizer}: no tokenizer files (tokenizer.json"),
+                            (empty, f"{empty}: the folder is empty")):  # fmt: skip
+        out = tmp_path / f"out-{model.name}"
+        line = one_line_error(epx("eval", "--bench", "arithmetic", "--model", model, "-o", out))
+        assert expected in line, line
+        assert not out.exists()  # no settings.json, no empty JSONL
 
 
 def test_a_missing_local_model_dir_is_not_called_a_hub_id(tmp_path):

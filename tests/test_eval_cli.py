@@ -140,6 +140,48 @@ def test_raising_the_limit_keeps_complete_chunks(tmp_path):
     assert grown.benches["aime24"].metrics == fresh.benches["aime24"].metrics
 
 
+def test_lowering_the_limit_keeps_every_complete_chunk_and_raising_it_again_reuses_them(tmp_path):
+    out = tmp_path / "out"
+    whole = run_eval(_options(out, benches=("aime24",), limit=2))  # chunks [0, 4) and [4, 6)
+    before = read_jsonl(out / "aime24.jsonl")
+    lowered = run_eval(_options(out, benches=("aime24",), limit=1))
+    assert lowered.benches["aime24"].generated == 3  # [0, 3) straddles the old chunk [0, 4)
+    kept = read_jsonl(out / "aime24.jsonl")
+    assert kept[: len(before)] == before  # nothing finished was deleted
+    assert [r["batch"] for r in kept[len(before) :]] == [[0, 3]] * 3
+    raised = run_eval(_options(out, benches=("aime24",), limit=2))
+    assert raised.benches["aime24"].generated == 0  # both chunks of limit 2 are still there
+    assert raised.benches["aime24"].metrics == whole.benches["aime24"].metrics
+    order = lambda r: (r["batch"], r["problem_id"], r["sample"])  # noqa: E731
+    assert sorted(read_jsonl(out / "aime24.jsonl"), key=order) == sorted(kept, key=order)
+
+
+def test_two_benchmark_files_with_one_name_are_two_benchmarks(tmp_path):
+    """`--bench a/good.jsonl,b/good.jsonl`: two rows, two record files keyed by each file's
+    resolved path; a rerun regenerates nothing and changes no record."""
+    for folder, source in (("a", "aime24"), ("b", "math500")):
+        (tmp_path / folder).mkdir()
+        lines = (DATA_DIR / f"{source}.jsonl").read_text().splitlines()[:2]
+        (tmp_path / folder / "good.jsonl").write_text("\n".join(lines) + "\n")
+    benches = f"{tmp_path / 'a' / 'good.jsonl'},{tmp_path / 'b' / 'good.jsonl'}"
+    out = tmp_path / "out"
+    result = invoke(eval_args(out, bench=benches))
+    assert result.exit_code == 0, result.output
+    summary = json.loads((out / "summary.json").read_text())
+    names = [str(tmp_path / "a" / "good"), str(tmp_path / "b" / "good")]
+    assert sorted(summary["benches"]) == names
+    files = sorted(out.glob("good-*.jsonl"))
+    assert len(files) == 2
+    problems = [{r["problem"] for r in read_jsonl(path)} for path in files]
+    assert problems[0].isdisjoint(problems[1]) and all(len(p) == 2 for p in problems)
+    records = {path.name: path.read_text() for path in files}
+    cli_sampling = SamplingSettings(n=3, temperature=0.6, top_p=0.95, max_tokens=12, batch_size=4)
+    rerun = run_eval(_options(out, benches=(benches,), sampling=cli_sampling))
+    assert {r.generated for r in rerun.benches.values()} == {0}
+    assert {path.name: path.read_text() for path in files} == records
+    assert sorted(rerun.summary["benches"]) == names
+
+
 def test_settings_mismatch_is_one_line_and_exit_2(tmp_path):
     assert invoke(eval_args(tmp_path, bench="aime24")).exit_code == 0
     result = invoke(eval_args(tmp_path, "--temperature", "0.7", bench="aime24"))

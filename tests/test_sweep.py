@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import json
 import math
-import os
 import signal
 import subprocess
 import sys
@@ -15,6 +14,7 @@ from pathlib import Path
 import optuna
 import pytest
 from optuna.trial import TrialState
+from tests_shared import sweep_worker
 from typer.testing import CliRunner
 
 from epx.cli import app
@@ -154,8 +154,8 @@ def test_trial_command_puts_the_launcher_in_front():
         overrides=["grpo.max_steps=2"], output_dir=None, heartbeat=60,
     )  # fmt: skip
     command = trial_command(options, {"shaping.ppl.alpha": 0.02}, 3, Path("out"))
-    assert command[:6] == ["accelerate", "launch", "--config_file", "recipes/accelerate/zero3.yaml",
-                           "-m", "epx.cli"]  # fmt: skip
+    assert Path(command[0]).name == "accelerate"  # on PATH, or beside this Python
+    assert command[1:6] == ["launch", "--config_file", "recipes/accelerate/zero3.yaml", "-m", "epx.cli"]
     assert " ".join(command).endswith(
         "--set grpo.max_steps=2 --set shaping.method=ppl --set shaping.ppl.alpha=0.02 "
         "--set grpo.seed=3 --set output_dir=out --set logging.mode=disabled"
@@ -255,21 +255,12 @@ def test_repeats_run_each_setting_with_several_seeds_and_report_the_mean(tmp_pat
         assert f"seed: {seed}" in saved
 
 
-def _sweep_process(out: Path, storage: str, n_trials: int, *extra: str) -> subprocess.Popen:
-    args = [sys.executable, "-m", "epx.cli", "sweep", "--method", "ppl", "--recipe", str(TINY),
-            "--n-trials", str(n_trials), "--metric", "reward", "--sampler", "random",
-            "--storage", storage, "--study-name", "shared", "-o", str(out),
-            "--set", "grpo.max_steps=3", *extra]  # fmt: skip
-    env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    return subprocess.Popen(args, cwd=REPO, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
-
-
 def test_a_worker_killed_mid_trial_is_retried_and_a_rerun_reaches_the_total(tmp_path):
     """SIGKILL a sweep while a trial runs: the next worker fails that trial by its stale
     heartbeat and runs it again; the rerun reaches the requested total, no number twice."""
     out = tmp_path / "sweep"
     storage = f"sqlite:///{out / 'study.db'}"
-    worker = _sweep_process(out, storage, 3, "--heartbeat", "1")
+    worker = sweep_worker(out, storage, 3, "--heartbeat", "1")
     deadline = time.monotonic() + 120
     while True:  # until the second trial is running with a metrics file of its own
         assert worker.poll() is None and time.monotonic() < deadline, worker.stderr.read() if worker.poll() else ""
@@ -281,7 +272,7 @@ def test_a_worker_killed_mid_trial_is_retried_and_a_rerun_reaches_the_total(tmp_
     study = optuna.load_study(study_name="shared", storage=storage)
     killed = next(t for t in study.get_trials() if t.state == TrialState.RUNNING)
     time.sleep(3)  # past the grace period (2 x 1 s) without a heartbeat
-    rerun = _sweep_process(out, storage, 3, "--heartbeat", "1")
+    rerun = sweep_worker(out, storage, 3, "--heartbeat", "1")
     assert rerun.wait(timeout=300) == 0, rerun.stderr.read()
     trials = optuna.load_study(study_name="shared", storage=storage).get_trials()
     numbers = [t.number for t in trials]
@@ -315,7 +306,7 @@ def test_two_workers_share_one_study_in_a_journal_file(tmp_path):
 
 
 def _two_workers_reach_the_total(out: Path, url: str, storage: object) -> None:
-    workers = [_sweep_process(out, url, 4) for _ in range(2)]
+    workers = [sweep_worker(out, url, 4) for _ in range(2)]
     for worker in workers:
         assert worker.wait(timeout=600) == 0, worker.stderr.read()
     study = optuna.load_study(study_name="shared", storage=storage)

@@ -5,9 +5,12 @@ from __future__ import annotations
 
 import json
 import os
+import subprocess
+import sys
 from pathlib import Path
 
-TINY = Path(__file__).resolve().parents[1] / "recipes" / "tiny-random.yaml"
+REPO = Path(__file__).resolve().parents[1]
+TINY = REPO / "recipes" / "tiny-random.yaml"
 
 EXPLORE = os.environ.get("EPX_HYPOTHESIS") == "explore"
 
@@ -56,3 +59,26 @@ def signal_reward(prompts: list[str], completions: list[str], **kwargs) -> list[
         kind = answer_of(prompt) % 3
         rewards.append(1.0 if kind == 0 else 0.0 if kind == 1 else float((start + i) % 2))
     return rewards
+
+
+def sweep_worker(out: Path, storage: str, n_trials: int, *extra: str) -> subprocess.Popen:
+    """A real `epx sweep` worker process of the study `shared` (ppl, random sampler, the
+    training reward of 3 tiny steps), its stderr piped."""
+    args = [sys.executable, "-m", "epx.cli", "sweep", "--method", "ppl", "--recipe", str(TINY),
+            "--n-trials", str(n_trials), "--metric", "reward", "--sampler", "random",
+            "--storage", storage, "--study-name", "shared", "-o", str(out),
+            "--set", "grpo.max_steps=3", *extra]  # fmt: skip
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    return subprocess.Popen(args, cwd=REPO, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+
+
+def one_line_error(result, code: int = 2) -> str:
+    """The single stderr line of a failed command (a CliRunner result or a CompletedProcess),
+    asserting there is exactly one and no traceback."""
+    exit_code = getattr(result, "exit_code", getattr(result, "returncode", None))
+    output = getattr(result, "output", "") or getattr(result, "stdout", "") or ""
+    assert exit_code == code, (exit_code, output, result.stderr)
+    lines = [line for line in result.stderr.splitlines() if line.strip()]
+    assert len(lines) == 1 and lines[0].startswith("epx: error: "), result.stderr
+    assert "Traceback" not in output + result.stderr
+    return lines[0]

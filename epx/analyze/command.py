@@ -43,6 +43,7 @@ def analyze_command(
     from epx.analyze.report import analyze_runs, summary_table
     from epx.console import table_console
     from epx.errors import RecipeError
+    from epx.stage import StageParams
 
     params = {
         key: value
@@ -54,9 +55,14 @@ def analyze_command(
         if value is not None
     }  # fmt: skip
     try:
-        result = analyze_runs(runs, out or runs[0] / "analysis", params=params, write_html=html)
-    except ValueError as error:  # the stage detector's own parameter checks
+        StageParams(**params)  # the detector's own checks, before anything is read
+    except ValueError as error:
         raise RecipeError(f"--stage-*: {error}") from None
+    result = analyze_runs(runs, out or runs[0] / "analysis", params=params, write_html=html)
+    err = Console(stderr=True, soft_wrap=True)
+    for run in result["runs"]:
+        for note in run.skipped:
+            err.print(f"[yellow]{note}[/]", highlight=False)
     console = table_console()
     console.print(summary_table(result["runs"], result["analyses"]))
     for run, analysis in zip(result["runs"], result["analyses"], strict=True):
@@ -65,7 +71,6 @@ def analyze_command(
         note = " (stage parameters differ from the run's)" if analysis["params_differ"] else ""
         console.print(f"{run.label}: {stages}{note}", highlight=False)
     files = result["files"]
-    err = Console(stderr=True)
     err.print(f"report: {files['markdown']}", highlight=False)
     if "html" in files:
         err.print(f"html: {files['html']}", highlight=False)

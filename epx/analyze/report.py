@@ -76,7 +76,8 @@ def markdown_report(runs: list[Run], analyses: list[dict[str, Any]], figures: li
         parts += [
             f"## {run.label}", "", f"- run dir: `{run.path}`", f"- stages: {stages}",
             f"- {_params_line(run, analysis)}",
-            f"- rollout records: {len(run.rollouts)} saved steps", "",
+            f"- rollout records: {len(run.rollouts)} saved steps",
+            *(f"- skipped: {note}" for note in run.skipped), "",
             "### Per stage", "",
             _markdown_table([label for _, label in SUMMARY_COLUMNS],
                             [_summary_cells(r) for r in analysis["summary"]]),
@@ -158,14 +159,16 @@ def analyze_runs(
 ) -> dict[str, Any]:
     """Analyse each run; write figures, report.md (report.html); return the runs and tables."""
     from epx.analyze.figures import FIGURES
+    from epx.paths import check_output_dir, make_output_dir
 
+    check_output_dir(out, "--out")
     runs = [load_run(path) for path in paths]
     _distinct_names(runs)
     analyses = []
     for run in runs:
         used = dataclasses.replace(run.stage_params, **(params or {}))
         analyses.append(analyze_run(run, used))
-    out.mkdir(parents=True, exist_ok=True)
+    make_output_dir(out, "--out")
     figures = [draw(runs, analyses, out / f"{name}.png") for name, draw in FIGURES]
     markdown = markdown_report(runs, analyses, figures)
     (out / "report.md").write_text(markdown, encoding="utf-8")

@@ -10,6 +10,7 @@ defaults.
 
 from __future__ import annotations
 
+import dataclasses
 import difflib
 import hashlib
 import os
@@ -57,6 +58,22 @@ class LoadedBenchmark:
     name: str
     source: str  # a file path or "hub:<dataset id>"
     problems: tuple[Problem, ...] = field(repr=False)
+    file: str | None = None  # a benchmark given as a file path: that file, resolved
+
+    @property
+    def identity(self) -> str:
+        """What the benchmark is, whatever it is called: the registered name, or the resolved
+        path of a file given as such (`a/good.jsonl` and `b/good.jsonl` are two benchmarks)."""
+        return self.file or self.name
+
+    @property
+    def records_file(self) -> str:
+        """Its per-sample JSONL in an eval output dir: `<name>.jsonl` for a registered one,
+        `<file stem>-<8 hex of its resolved path>.jsonl` for a file."""
+        if self.file is None:
+            return f"{self.name}.jsonl"
+        digest = hashlib.sha256(self.file.encode()).hexdigest()[:8]
+        return f"{Path(self.file).stem}-{digest}.jsonl"
 
     @property
     def fingerprint(self) -> str:
@@ -157,7 +174,8 @@ def load_benchmark(
         if not path.is_file():
             raise DataError(f"benchmark file not found: {path}")
         name = path.name.removesuffix(".jsonl")
-        return LoadedBenchmark(name, str(path), tuple(read_jsonl_problems(path, name)))
+        problems = tuple(read_jsonl_problems(path, name))
+        return LoadedBenchmark(name, str(path), problems, file=str(path.resolve()))
     if spec not in REGISTRY:
         close = nearest_names(spec)
         hint = f"; did you mean {' or '.join(close)}?" if close else ""
@@ -173,6 +191,38 @@ def load_benchmark(
             )
         return LoadedBenchmark(spec, str(path), tuple(read_jsonl_problems(path, spec)))
     return LoadedBenchmark(spec, f"hub:{benchmark.hub_id}", tuple(_load_hub(benchmark, loader)))
+
+
+def logged_name(spec: str) -> str:
+    """The name the benchmark `spec` names is logged under (`eval/<name>/acc`): a registered
+    name as it is, a file by its name without `.jsonl`."""
+    if spec in REGISTRY or spec in BUILTIN or not _looks_like_path(spec):
+        return spec
+    return Path(spec).name.removesuffix(".jsonl")
+
+
+def records_file_of(spec: str) -> str:
+    """The per-sample JSONL name of the benchmark `spec` names (`LoadedBenchmark.records_file`),
+    without loading it."""
+    if spec in REGISTRY or spec in BUILTIN or not _looks_like_path(spec):
+        return f"{spec}.jsonl"
+    path = Path(spec)
+    return LoadedBenchmark(path.stem, spec, (), file=str(path.resolve())).records_file
+
+
+def distinct_names(benches: list[LoadedBenchmark]) -> list[LoadedBenchmark]:
+    """The benchmarks once each (by identity), each under a name of its own: files that share
+    a name are called by their path as given (`a/good`, `b/good`)."""
+    unique: dict[str, LoadedBenchmark] = {}
+    for bench in benches:
+        unique.setdefault(bench.identity, bench)
+    names = [bench.name for bench in unique.values()]
+    return [
+        dataclasses.replace(bench, name=str(Path(bench.source).with_suffix("")))
+        if bench.file is not None and names.count(bench.name) > 1
+        else bench
+        for bench in unique.values()
+    ]
 
 
 def arithmetic_benchmark(task: Any = None) -> LoadedBenchmark:

@@ -2,8 +2,9 @@
 
 Bad input (a benchmark, a model, settings that do not match the output dir) fails before any
 generation, as an EpxError. The output dir holds `settings.json` (what every sample there was
-generated with; resuming requires the same), one `<bench>.jsonl` per benchmark, `summary.json`
-(the benchmarks of the latest call) and `wandb/`.
+generated with; resuming requires the same), one JSONL per benchmark (`<name>.jsonl`, or
+`<stem>-<hash>.jsonl` for a file: `LoadedBenchmark.records_file`), `summary.json` (the
+benchmarks of the latest call), `wandb/`, and `.epx.lock`: one `epx eval` writes there at a time.
 """
 
 from __future__ import annotations
@@ -72,7 +73,10 @@ def run_eval(options: EvalOptions, console: Any = None) -> EvalResult:
     processes = Processes()
     from epx.models import resolve_reference
 
-    model_cfg, trained_data = resolve_reference(options.model)
+    notes: list[str] = []
+    model_cfg, trained_data = resolve_reference(options.model, notes)
+    for note in notes if processes.is_main else []:
+        console.print(f"[yellow]{note}[/]", highlight=False)
     task = trained_data.task if trained_data is not None else None  # for `arithmetic`
     benches = [
         load_benchmark(name, options.data_dir, task=task)
@@ -93,43 +97,52 @@ def run_eval(options: EvalOptions, console: Any = None) -> EvalResult:
     from epx.paths import check_output_dir
 
     check_output_dir(output_dir, "--output-dir")
-    bench_data = {b.name: {"fingerprint": b.fingerprint, "source": b.source} for b in benches}
+    bench_data = {b.identity: {"fingerprint": b.fingerprint, "source": b.source} for b in benches}
     check_settings(output_dir, settings, bench_data, resume=options.resume)
-
-    generator, prompt_fn, loaded = _load_generator(
-        model_cfg, trained_data, backend, options.sampling, output_dir, processes
-    )
-    settings.update(loaded)
-    stored = check_settings(output_dir, settings, bench_data, resume=options.resume)
-    if processes.is_main:
-        from epx.paths import make_output_dir
-
-        make_output_dir(output_dir, "--output-dir")
-        from epx.eval.report import write_json
-
-        if not options.resume:  # start over: no samples from other settings may stay
-            for old in output_dir.glob("*.jsonl"):
-                old.unlink()
-        write_json(output_dir / "settings.json", stored)
-    processes.wait()
-
-    from epx.console import progress_bar
-
-    with progress_bar(console, disable=not processes.is_main) as progress:
-        results = evaluate_benchmarks(
-            generator,
-            benches,
-            options.sampling,
-            prompt_fn,
-            limit=options.limit,
-            output_dir=output_dir,
-            resume=options.resume,
-            workers=options.workers,
-            progress=progress,
-            processes=processes,
-            strictness=options.strictness,
+    with output_lock(output_dir, processes):
+        generator, prompt_fn, loaded = _load_generator(
+            model_cfg, trained_data, backend, options.sampling, output_dir, processes
         )
-    return _report(results, settings, output_dir, options, wandb_mode, processes, console)
+        settings.update(loaded)
+        stored = check_settings(output_dir, settings, bench_data, resume=options.resume)
+        if processes.is_main:
+            from epx.eval.report import write_json
+
+            if not options.resume:  # start over: no samples from other settings may stay
+                for old in output_dir.glob("*.jsonl"):
+                    old.unlink()
+            write_json(output_dir / "settings.json", stored)
+        processes.wait()
+
+        from epx.console import progress_bar
+
+        with progress_bar(console, disable=not processes.is_main) as progress:
+            results = evaluate_benchmarks(
+                generator,
+                benches,
+                options.sampling,
+                prompt_fn,
+                limit=options.limit,
+                output_dir=output_dir,
+                resume=options.resume,
+                workers=options.workers,
+                progress=progress,
+                processes=processes,
+                strictness=options.strictness,
+            )
+        return _report(results, settings, output_dir, options, wandb_mode, processes, console)
+
+
+def output_lock(output_dir: Path, processes: Processes) -> Any:
+    """The output dir's lock (`epx.locks`), held by the main process: one `epx eval` writes
+    there at a time. The folder is created here (and removed again if nothing was written)."""
+    import contextlib
+
+    from epx.locks import exclusive_lock
+
+    if not processes.is_main:
+        return contextlib.nullcontext()
+    return exclusive_lock(output_dir, "epx eval", "--output-dir")
 
 
 def _report(

@@ -12,13 +12,10 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-RATES = ("acc", "maj", "pass@1", "pass@{n}", "unparsed", "truncated", "tokens_mean")
+from epx.metrics import eval_metric_names, rate_names
+
 COUNTS = ("problems", "samples", "timeouts")
 AVERAGE = "avg"
-
-
-def rate_names(n: int) -> list[str]:
-    return list(dict.fromkeys(name.format(n=n) for name in RATES))
 
 
 def average_metrics(per_bench: Mapping[str, Mapping[str, float]], n: int) -> dict[str, float]:
@@ -38,7 +35,7 @@ def flat_metrics(per_bench: Mapping[str, Mapping[str, float]], n: int) -> dict[s
     if len(table) > 1:
         table[AVERAGE] = average_metrics(per_bench, n)
     for bench, metrics in table.items():
-        for name in [*rate_names(n), "timeouts"]:
+        for name in eval_metric_names(n):
             flat[f"eval/{bench}/{name}"] = metrics[name]
     return flat
 

@@ -9,7 +9,9 @@ span) or redone from scratch: an interrupted run resumes to what an uninterrupte
 (bit for bit on CPU; on a GPU only as far as its kernels are deterministic: on an H100 in bf16,
 SDPA attention was not, even greedy, while eager attention with
 `torch.use_deterministic_algorithms(True)` and `CUBLAS_WORKSPACE_CONFIG=:4096:8` was). Changing
-`--limit` keeps every complete chunk; only the chunk that straddles the old end is redone.
+`--limit` keeps every complete chunk on disk, also those past the new limit (a later run with the
+old limit finds them); only a chunk that straddles the old end is redone, so a sample can be
+there under two spans, and the metrics read the spans of the current limit.
 
 Several processes (`accelerate launch`, one per GPU): chunks are dealt round-robin by process
 index; after each round the records are gathered to every process and the main process writes
@@ -30,7 +32,7 @@ from pathlib import Path
 from typing import Any
 
 from epx.errors import RunError
-from epx.eval.benchmarks import LoadedBenchmark, Problem
+from epx.eval.benchmarks import LoadedBenchmark, Problem, distinct_names
 from epx.eval.generate import Completion, Generator, SamplingSettings, derive_seed
 from epx.metrics import ProblemSamples, bench_metrics
 
@@ -100,23 +102,35 @@ def read_records(path: Path) -> list[dict[str, Any]]:
     return records
 
 
+def complete_chunks(records: Sequence[dict[str, Any]]) -> dict[tuple[int, int], list[dict[str, Any]]]:
+    """The records by chunk span (their `batch`), of every chunk whose samples are all there."""
+    chunks: dict[tuple[int, int], dict[tuple[str, int], dict[str, Any]]] = {}
+    for record in records:
+        start, stop = (int(bound) for bound in record["batch"])
+        chunks.setdefault((start, stop), {})[(str(record["problem_id"]), int(record["sample"]))] = record
+    return {
+        span: list(items.values())
+        for span, items in sorted(chunks.items())
+        if len(items) == span[1] - span[0]
+    }
+
+
 def completed_records(
     records: Sequence[dict[str, Any]],
     problems: Sequence[Problem],
     n: int,
     spans: Sequence[tuple[int, int]],
 ) -> dict[tuple[int, int], list[dict[str, Any]]]:
-    """The records of every complete chunk, by span (stale or partial chunks are dropped)."""
-    by_item = {(str(r["problem_id"]), int(r["sample"])): r for r in records}
+    """The records of every complete chunk among `spans`, by span (stale or partial chunks are
+    dropped: their items are not the problems' at those places, or some are missing)."""
+    by_item = {
+        (str(r["problem_id"]), int(r["sample"]), *(int(bound) for bound in r["batch"])): r
+        for r in records
+    }
     done = {}
     for start, stop in spans:
-        chunk = []
-        for item in range(start, stop):
-            record = by_item.get((problems[item // n].id, item % n))
-            if record is None or list(record["batch"]) != [start, stop]:
-                break
-            chunk.append(record)
-        else:
+        chunk = [by_item.get((problems[i // n].id, i % n, start, stop)) for i in range(start, stop)]
+        if all(record is not None for record in chunk):
             done[(start, stop)] = chunk
     return done
 
@@ -158,11 +172,14 @@ def evaluate_benchmarks(
     processes: Processes | None = None,
     strictness: str = "final",
 ) -> dict[str, BenchResult]:
-    """Evaluate each benchmark in turn; see the module docstring. `progress` is a rich Progress."""
+    """Evaluate each benchmark in turn; see the module docstring. `progress` is a rich Progress.
+
+    Results are keyed by name, records kept per benchmark identity (`LoadedBenchmark`): two
+    files called `good.jsonl` are two benchmarks, `a/good` and `b/good`."""
     processes = processes or Processes()
     results = {}
-    for bench in benches:
-        path = output_dir / f"{bench.name}.jsonl" if output_dir is not None else None
+    for bench in distinct_names(list(benches)):
+        path = output_dir / bench.records_file if output_dir is not None else None
         results[bench.name] = evaluate_benchmark(
             generator,
             bench,
@@ -199,8 +216,8 @@ def evaluate_benchmark(
     existing = read_records(records_path) if records_path is not None and resume else []
     done = completed_records(existing, problems, n, spans)
     processes.wait()  # everyone has read the file before the main process rewrites it
-    if records_path is not None and processes.is_main:
-        write_records(records_path, [r for span in spans if span in done for r in done[span]])
+    if records_path is not None and processes.is_main:  # every complete chunk stays, any --limit
+        write_records(records_path, [r for chunk in complete_chunks(existing).values() for r in chunk])
     todo = [span for span in spans if span not in done]
     prompts = [prompt_fn(problem.problem) for problem in problems]
 

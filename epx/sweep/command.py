@@ -62,14 +62,31 @@ def sweep_command(
     heartbeat: Annotated[
         float,
         typer.Option(
-            help="Seconds between a worker's heartbeats; a trial silent for twice as long is "
-            "failed and retried (RDB storages)."
+            help="Seconds between a worker's heartbeats; a trial silent for twice as long (or "
+            "whose worker on this host is gone) is failed and retried."
         ),
     ] = 60.0,
     max_failed: Annotated[
         int,
         typer.Option("--max-failed", help="Stop this worker after so many trials in a row failed."),
     ] = 5,
+    new_study: Annotated[
+        bool,
+        typer.Option(
+            "--new-study",
+            help="When the study exists with other settings (recipe, method, search space, "
+            "metric, direction, sampler), start a study of its own beside it (its name is "
+            "printed) instead of refusing.",
+        ),
+    ] = False,
+    storage_retry: Annotated[
+        float,
+        typer.Option(
+            "--storage-retry",
+            help="Seconds a lost database connection is retried (with backoff) before this "
+            "worker stops.",
+        ),
+    ] = 120.0,
     show: Annotated[
         str | None,
         typer.Option(help="Show study STUDY (trials, best params, plots) instead of running."),
@@ -108,12 +125,14 @@ def sweep_command(
         output_dir=output_dir,
         heartbeat=heartbeat,
         max_failed=max_failed,
+        new_study=new_study,
+        storage_retry=storage_retry,
     )
-    console.print(
-        f"[bold]epx sweep[/]: study {options.study_name} ({options.direction} {options.metric}), "
-        f"{options.n_trials} trials of {options.recipe} -> {options.output_dir}",
-        highlight=False,
-    )
+    if options.replaces is not None:
+        console.print(
+            f"study {options.replaces} was made with other settings: --new-study: this is "
+            f"study [bold]{options.study_name}[/]", highlight=False,
+        )  # fmt: skip
     result = run_sweep(options, console)
     share = result.storage_seconds / result.wall_seconds if result.wall_seconds else 0.0
     console.print(
@@ -127,21 +146,28 @@ def sweep_command(
 
 
 def _show(name: str, storage: str | None, output_dir: Path | None) -> None:
+    """The study's table and plots; the plots go to --output-dir, else beside the study's file
+    (a SQLite file or a journal), else to its default folder. Creates no storage."""
     import optuna
 
     from epx.console import table_console
     from epx.errors import RecipeError
     from epx.sweep.options import STUDY_FILE, default_storage, sweep_dir
     from epx.sweep.report import show_study
-    from epx.sweep.storage import open_storage
+    from epx.sweep.storage import open_storage, shown_url, storage_file, storage_url
 
     folder = sweep_dir(name, output_dir)
     if storage is None and not (folder / STUDY_FILE).is_file():
         raise RecipeError(f"--show {name}: no {folder / STUDY_FILE}; pass --storage URL")
-    url = storage or default_storage(folder)
+    url = storage_url(storage) if storage else default_storage(folder)
+    file = storage_file(url)
+    if file is not None and not file.is_file():
+        raise RecipeError(f"--show {name}: --storage {url}: {file} does not exist")
+    if storage is not None and output_dir is None and file is not None:
+        folder = file.parent
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     try:
         study = optuna.load_study(study_name=name, storage=open_storage(url, heartbeat=None))
     except KeyError:
-        raise RecipeError(f"--show {name}: no such study in {url}") from None
+        raise RecipeError(f"--show {name}: no such study in {shown_url(url)}") from None
     show_study(study, folder, table_console())

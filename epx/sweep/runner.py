@@ -2,7 +2,8 @@
 
 One worker is one `epx sweep` process; several with the same `--study-name` and `--storage`
 cooperate on one study through Optuna's own distributed mode (`study.optimize` on shared
-storage, the heartbeat, `MaxTrialsCallback` for a study-wide total). A trial:
+storage, the heartbeat, a study-wide total). Each checks the study's identity
+(`epx.sweep.identity`) and shares the study folder's lock (`epx.locks`). A trial:
 
 1. draws its parameters (the paper's values are enqueued as the study's first trial);
 2. runs `[launcher] python -m epx.cli train RECIPE --set ...` once per seed, each in its own
@@ -29,7 +30,7 @@ from pathlib import Path
 from typing import Any
 
 from epx.errors import RecipeError
-from epx.sweep.objective import MetricsTail, final_value, finite
+from epx.sweep.objective import MetricNeverLogged, MetricsTail, final_value, finite
 from epx.sweep.space import SearchSpace, as_overrides
 
 POLL_SECONDS = 0.2
@@ -70,6 +71,9 @@ class SweepOptions:
     max_steps: int | None = None  # the trials' step budget (for hyperband)
     max_failed: int = 5  # this worker stops after so many trials in a row failed
     seed: int = 0  # the first seed; --repeats K uses seed .. seed + K - 1
+    identity: dict[str, Any] = field(default_factory=dict)  # epx.sweep.identity.study_identity
+    storage_retry: float = 120.0  # seconds a lost storage connection is retried
+    replaces: str | None = None  # --new-study: the study of other settings this one is beside
 
 
 @dataclass
@@ -82,6 +86,8 @@ class SweepResult:
     worker: str = ""
     finished: int = 0
     failed_out: bool = False  # stopped after --max-failed failures in a row
+    running: int | None = None  # the trial this worker runs and has not told the storage yet
+    metric_missing: str | None = None  # a run that ended well never logged the metric: why
 
 
 @dataclass
@@ -188,6 +194,7 @@ class StudyTotal:
     def __call__(self, study: Any, trial: Any) -> None:
         from optuna.trial import TrialState
 
+        fail_stale_trials(study)  # a dead worker's trial must not count towards the total
         surplus = isinstance(trial.user_attrs.get("error"), str) and trial.user_attrs[
             "error"
         ].startswith("surplus")
@@ -200,50 +207,170 @@ class StudyTotal:
 
 
 def run_sweep(options: SweepOptions, console: Any = None) -> SweepResult:
-    """Run trials of the study until it has `n_trials` finished ones (COMPLETE or PRUNED)."""
-    import optuna
+    """Run trials of the study until it has `n_trials` finished ones (COMPLETE or PRUNED).
+
+    The worker holds the study folder's lock (`epx.locks.shared_lock`, shared with the study's
+    other workers) throughout; a storage lost for longer than `storage_retry` ends it in one line.
+    """
     from rich.console import Console
 
-    from epx.sweep.storage import create_or_load, open_storage, time_storage_calls
+    from epx.locks import shared_lock
+    from epx.sweep.storage import shown_url
 
     console = console or Console(stderr=True, soft_wrap=True)
-    optuna.logging.set_verbosity(optuna.logging.WARNING)
-    options.output_dir.mkdir(parents=True, exist_ok=True)
+    key = f"study {options.study_name!r} in {shown_url(options.storage)}"
+    with shared_lock(options.output_dir, key, "epx sweep", "--output-dir"):
+        console.print(
+            f"[bold]epx sweep[/]: study {options.study_name} ({options.direction} "
+            f"{options.metric}), {options.n_trials} trials of {options.recipe} -> "
+            f"{options.output_dir}", highlight=False,
+        )  # fmt: skip
+        return _run_locked(options, console)
+
+
+def _run_locked(options: SweepOptions, console: Any) -> SweepResult:
+    from epx.errors import RunError
+    from epx.sweep.storage import guard_storage, open_storage, shown_url
+
+    one_line_optuna_logs()
     storage = open_storage(options.storage, options.heartbeat)
-    clock = time_storage_calls(storage)
+    notify = lambda text: console.print(f"[yellow]{text}[/]", highlight=False)  # noqa: E731
+    clock = guard_storage(storage, options.storage_retry, notify)
+    result = SweepResult(None, options.output_dir, 0, worker=worker_name())
+    start = time.perf_counter()
+    try:
+        _optimize(options, console, storage, result)
+    except Exception:  # Optuna's own clean-up fails too once the storage is gone
+        if clock.lost is None:
+            raise
+        trial = (f"its trial {result.running} stays RUNNING until another worker's heartbeat "
+                 "check fails it and runs it again" if result.running is not None
+                 else "no trial of it was running")  # fmt: skip
+        raise RunError(
+            f"storage {shown_url(options.storage)}: {clock.lost}: this worker stops; {trial}"
+        ) from None
+    result.wall_seconds = time.perf_counter() - start
+    result.storage_seconds = clock.seconds
+    result.finished = finished_trials(result.study)
+    _write_worker_stats(options.output_dir, result, clock.calls)
+    _log_study_to_wandb(result.study, options)
+    if result.metric_missing is not None:
+        raise RecipeError(f"--metric {options.metric}: {result.metric_missing}")
+    return result
+
+
+def _optimize(options: SweepOptions, console: Any, storage: Any, result: SweepResult) -> None:
+    """Create or join the study (its identity checked) and run trials until it has its total."""
     sampler = make_sampler(options.sampler, options.space)
     pruner = make_pruner(options.pruner, options.max_steps)
+    from epx.sweep.storage import create_or_load
+
     study, created = create_or_load(storage, options.study_name, options.direction, sampler, pruner)
+    result.study = study
+    check_identity(study, options, created)
     if created:
         for key, value in _study_attrs(options).items():
             study.set_user_attr(key, value)
     if created or not study.trials:
         for params in initial_trials(options.space, options.sampler):
             study.enqueue_trial(params, skip_if_exists=True)
-    result = SweepResult(study, options.output_dir, 0, worker=worker_name())
-    start = time.perf_counter()
+    fail_stale_trials(study)
     done = finished_trials(study)
     if done >= options.n_trials:
         console.print(f"study {options.study_name} already has {done} finished trials of "
                       f"{options.n_trials}: nothing to run", highlight=False)  # fmt: skip
+        return
+    objective = _Objective(options, console, result)
+    stop = StudyTotal(options.n_trials, options.sampler == "grid", options.max_failed)
+    if not stop.done(study):
+        settled = lambda study, trial: setattr(result, "running", None)  # noqa: E731 (told)
+        study.optimize(
+            objective, callbacks=[settled, stop], catch=(TrialFailed,), gc_after_trial=False
+        )
     else:
-        objective = _Objective(options, console, result)
-        stop = StudyTotal(options.n_trials, options.sampler == "grid", options.max_failed)
-        if not stop.done(study):
-            study.optimize(objective, callbacks=[stop], catch=(TrialFailed,), gc_after_trial=False)
-        if stop.failed_in_a_row >= options.max_failed:
-            console.print(
-                f"[red]{stop.failed_in_a_row} trials in a row failed: this worker stops[/] (see "
-                f"each trial's train.log under {options.output_dir}; --max-failed sets the limit)",
-                highlight=False,
-            )
-            result.failed_out = True
-    result.wall_seconds = time.perf_counter() - start
-    result.storage_seconds = clock.seconds
-    result.finished = finished_trials(study)
-    _write_worker_stats(options.output_dir, result, clock.calls)
-    _log_study_to_wandb(study, options)
-    return result
+        console.print(
+            f"study {options.study_name}: {taken_before(study) - done} trials still run on other "
+            "workers and make its total; nothing to start here", highlight=False
+        )
+    if stop.failed_in_a_row >= options.max_failed and result.metric_missing is None:
+        console.print(
+            f"[red]{stop.failed_in_a_row} trials in a row failed: this worker stops[/] (see "
+            f"each trial's train.log under {options.output_dir}; --max-failed sets the limit)",
+            highlight=False,
+        )
+        result.failed_out = True
+
+
+def check_identity(study: Any, options: SweepOptions, created: bool) -> None:
+    """Record the study's identity when it is new; otherwise refuse (RecipeError) settings that
+    differ from it. A study made before identities were kept gets this one recorded after a
+    check of what it did record (method, metric, direction)."""
+    from epx.sweep.identity import IDENTITY_ATTR, identity_differences, refusal
+
+    if not options.identity:
+        return
+    stored = None if created else recorded_identity(study)
+    if stored is not None:
+        differences = identity_differences(stored, options.identity)
+        if differences:
+            raise RecipeError(refusal(options.study_name, differences))
+    if stored is None or "recipe_hash" not in stored:
+        study.set_user_attr(IDENTITY_ATTR, options.identity)
+
+
+def recorded_identity(study: Any, wait: float = 10.0) -> dict[str, Any] | None:
+    """The identity a study was made with; for a study made before identities were kept, what
+    it recorded of them; None for a new study whose creator has not recorded it yet (after
+    `wait` seconds, or when it has no trial)."""
+    from epx.sweep.identity import IDENTITY_ATTR
+
+    deadline = time.monotonic() + wait
+    while True:
+        attrs = study.user_attrs
+        if IDENTITY_ATTR in attrs:
+            return attrs[IDENTITY_ATTR]
+        if "method" in attrs:  # made by an earlier epx
+            legacy = {"method": attrs["method"], "metric": attrs.get("metric"),
+                      "direction": study.direction.name.lower()}  # fmt: skip
+            return {key: value for key, value in legacy.items() if value is not None}
+        if study.trials or time.monotonic() > deadline:
+            return None
+        time.sleep(0.2)  # another worker created it a moment ago
+
+
+def fail_stale_trials(study: Any) -> None:
+    """Fail (and enqueue again) the RUNNING trials whose worker is gone, as Optuna does before
+    each trial: at the start and after every trial too, so that they never make the total."""
+    import warnings
+
+    import optuna
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+        optuna.storages.fail_stale_trials(study)
+
+
+class _OneLine:
+    """A logging filter: Optuna's record of a failed trial without its traceback (the cause's
+    repr stays in the line); for a `TrialFailed`, whose line epx prints itself, no record."""
+
+    def filter(self, record: Any) -> bool:
+        if record.exc_info and isinstance(record.exc_info[1], TrialFailed):
+            return False
+        record.exc_info, record.exc_text = None, None
+        return True
+
+
+def one_line_optuna_logs() -> None:
+    """Optuna's warnings as one line each, never a traceback (see `_OneLine`)."""
+    import logging
+
+    import optuna
+
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    for handler in logging.getLogger("optuna").handlers:
+        if not any(isinstance(f, _OneLine) for f in handler.filters):
+            handler.addFilter(_OneLine())
 
 
 def _study_attrs(options: SweepOptions) -> dict[str, Any]:
@@ -270,6 +397,7 @@ class _Objective:
         import optuna
 
         options = self.options
+        self.result.running = trial.number
         trial.set_user_attr("worker", self.result.worker)
         if taken_before(trial.study, trial.number) >= options.n_trials:
             trial.study.stop()  # another worker started the last trial at the same moment
@@ -351,6 +479,10 @@ class _Objective:
             )
         try:
             return final_value(child.tail.records, options.metric)
+        except MetricNeverLogged as error:  # every trial would fail alike: the worker stops
+            self.result.metric_missing = f"a trial's run ended well but {error}"
+            trial.study.stop()
+            raise TrialFailed(f"seed {seed}: {error}") from None
         except ValueError as error:
             raise TrialFailed(f"seed {seed}: {error}") from None
 

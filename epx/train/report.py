@@ -129,21 +129,23 @@ def eval_summary(records: list[dict[str, Any]]) -> dict[str, float]:
 def before_after(output_dir: str | Path, bench: str) -> dict[str, Any] | None:
     """The held-out check of a run: its first and last in-training evaluations of `bench`.
 
-    Reads `eval/step-<N>/<bench>.jsonl`; None unless two evaluations exist. Returns the steps,
+    Reads `eval/step-<N>/<bench>.jsonl` (`records_file_of`); None unless two evaluations
+    exist. Returns the steps,
     each one's `eval_summary`, the problem count, and the first `SAMPLES_SHOWN` problems'
     completions before and after (problem, gold, completion, answer, status).
     """
-    eval_dir = Path(output_dir) / "eval"
+    from epx.eval.benchmarks import records_file_of
+
+    eval_dir, records_file = Path(output_dir) / "eval", records_file_of(bench)
     steps = sorted(
         int(folder.name.removeprefix("step-"))
         for folder in eval_dir.glob("step-*")
-        if folder.name.removeprefix("step-").isdigit() and (folder / f"{bench}.jsonl").is_file()
+        if folder.name.removeprefix("step-").isdigit() and (folder / records_file).is_file()
     )
     if len(steps) < 2:
         return None
     first, last = (
-        read_eval_records(eval_dir / f"step-{s}" / f"{bench}.jsonl")
-        for s in steps[:: len(steps) - 1]
+        read_eval_records(eval_dir / f"step-{s}" / records_file) for s in steps[:: len(steps) - 1]
     )
     if not first or not last:
         return None

@@ -23,7 +23,7 @@ import yaml
 
 from epx.checkpoints import checkpoint_folders, latest_usable, optimizer_problem, trainer_state
 from epx.errors import RunStateError
-from epx.recipe import Recipe, recipe_to_yaml
+from epx.recipe import Recipe, flatten, recipe_to_yaml
 
 SUMMARY_FILE = "summary.json"  # the end-of-training record (runtime, loss, whether it finished)
 RESUMES_FILE = "resumes.jsonl"
@@ -46,16 +46,6 @@ class StartPlan:
     @property
     def finished(self) -> bool:
         return self.finished_step is not None
-
-
-def flatten(data: Any, prefix: str = "") -> dict[str, Any]:
-    """{'a': {'b': 1}} -> {'a.b': 1}; lists stay values."""
-    if not isinstance(data, dict):
-        return {prefix: data}
-    flat: dict[str, Any] = {}
-    for key, value in data.items():
-        flat.update(flatten(value, f"{prefix}{key}." if isinstance(value, dict) else f"{prefix}{key}"))
-    return flat
 
 
 def training_differences(old: dict[str, Any], new: dict[str, Any]) -> list[tuple[str, Any, Any]]:

@@ -75,8 +75,23 @@ def run_training(recipe: Recipe, *, resume: bool = False, force: bool = False) -
     """Train the recipe's model with GRPO and its shaping; returns where everything went.
 
     `resume` continues from the newest usable checkpoint (`epx.train.resume.plan_start`); `force`
-    accepts a recipe that differs from it, or a checkpoint without optimizer state.
+    accepts a recipe that differs from it, or a checkpoint without optimizer state. The main
+    process holds the output dir's lock (`epx.locks`) throughout: a second run there is refused.
     """
+    import contextlib
+
+    from epx.locks import exclusive_lock
+
+    main_process = int(os.environ.get("RANK", "0")) == 0  # torchrun / accelerate set RANK
+    with (
+        exclusive_lock(recipe.output_dir, "epx train", "output_dir")
+        if main_process
+        else contextlib.nullcontext()
+    ):
+        return _train(recipe, resume=resume, force=force)
+
+
+def _train(recipe: Recipe, *, resume: bool, force: bool) -> TrainResult:
     from rich.console import Console
 
     from epx.paths import make_output_dir
