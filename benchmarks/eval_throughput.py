@@ -7,7 +7,7 @@
 
 Both sides get the same loaded model, the same prompts (`epx.data.format_prompt`), the same
 chunks, seeds and `generate` arguments, so they produce the same tokens (checked). The harness
-(`epx.eval.runner.evaluate_benchmarks`) adds what `epx eval` does around generation: prompt
+(`epx.evaluation.evaluate_benchmarks`) adds what `epx eval` does around generation: prompt
 building, scoring with the real scorer, per-sample JSONL writes, metrics. Model loading is the
 same for both and not timed. Repetitions alternate which side runs first; medians are reported.
 Target: harness / bare <= 1.10.
@@ -78,10 +78,10 @@ def main() -> None:
     import torch
 
     torch.set_num_threads(args.threads)
+    from epx.benchmarks import load_benchmark
     from epx.data import format_prompt
-    from epx.eval.benchmarks import load_benchmark
-    from epx.eval.generate import HFGenerator, SamplingSettings, derive_seed
-    from epx.eval.runner import chunk_spans, evaluate_benchmarks
+    from epx.evaluation import chunk_spans, evaluate_benchmarks
+    from epx.generation import HFGenerator, SamplingSettings, derive_seed
 
     started = time.perf_counter()
     model, tokenizer = load(args)

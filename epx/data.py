@@ -9,7 +9,8 @@ from __future__ import annotations
 import hashlib
 import json
 import random
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -41,6 +42,21 @@ def format_prompt(
     messages = [{"role": "system", "content": system_prompt}] if system_prompt else []
     messages.append({"role": "user", "content": text})
     return tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
+
+
+def prompt_function(data: DataSection | None, tokenizer: Any) -> Callable[[str], str]:
+    """Problem -> prompt as a recipe's `data` section builds it for training (template, chat
+    template, system prompt), so that a model is evaluated with the prompt it was trained on;
+    None: the paper's prompt through the tokenizer's chat template."""
+    if data is None:
+        return partial(format_prompt, tokenizer=tokenizer)
+    return partial(
+        format_prompt,
+        tokenizer=tokenizer,
+        template=data.template,
+        chat_template=data.chat_template,
+        system_prompt=data.system_prompt,
+    )
 
 
 def _operands(task: ArithmeticTask, rng: random.Random) -> list[int]:

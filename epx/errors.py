@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable
+
 
 class EpxError(Exception):
     """Bad input or a failed precondition a person can act on."""
@@ -55,3 +57,18 @@ def environment_error_line(error: BaseException) -> str | None:
     if code in (errno.EROFS, errno.EACCES, errno.EPERM) and isinstance(error, OSError):
         return f"cannot write{where or ' a file'}: {error.strerror or text}"
     return None
+
+
+def nearest_names(name: str, known: Iterable[str], cutoff: float = 0.6) -> list[str]:
+    """The known names most similar to `name` (every one on a tie), in their given order."""
+    import difflib
+
+    ratios = {k: difflib.SequenceMatcher(None, name, k).ratio() for k in known}
+    best = max(ratios.values(), default=0.0)
+    return [k for k, ratio in ratios.items() if ratio >= max(best, cutoff)]
+
+
+def did_you_mean(name: str, known: Iterable[str], quote: str = "") -> str:
+    """`; did you mean X?` (or `X or Y` on a tie) for an unknown `name`, or "" if none is close."""
+    close = [f"{quote}{k}{quote}" for k in nearest_names(name, known)]
+    return f"; did you mean {' or '.join(close)}?" if close else ""

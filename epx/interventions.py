@@ -18,6 +18,8 @@ from typing import Literal
 import torch
 from torch import Tensor
 
+from epx.shaping import relative_positions
+
 UpdateOnly = Literal["all", "positive", "negative"]
 
 
@@ -51,18 +53,9 @@ def probability_mask(logps: Tensor, mask: Tensor, max_prob: float) -> Tensor:
     return mask.bool() & (logps.detach().float().exp() <= max_prob)
 
 
-def relative_positions(mask: Tensor) -> Tensor:
-    """r_t = t / |o_i| for t = 0..|o_i|-1 (as the position shaping counts them); 0 on padding."""
-    _check(mask)
-    valid = mask.bool()
-    index = torch.cumsum(valid.long(), dim=1) - 1  # (B, T)
-    length = valid.sum(dim=1, keepdim=True).clamp(min=1)  # (B, 1)
-    return torch.where(valid, index.double() / length.double(), 0.0)
-
-
 def position_mask(mask: Tensor, low: float, high: float) -> Tensor:
     """Tokens whose relative position lies in [low, high] (both inclusive). (B, T) bool."""
-    r = relative_positions(mask)
+    r = relative_positions(mask, torch.float64)  # as the position shaping counts them
     return mask.bool() & (r >= low - 1e-12) & (r <= high + 1e-12)
 
 
@@ -87,13 +80,6 @@ def group_quantile_mask(log_ppl: Tensor, group_size: int, low: float, high: floa
     """
     q = group_quantiles(log_ppl, group_size)
     return (q >= low - 1e-12) & (q <= high + 1e-12)
-
-
-def kept_share(keep: Tensor, mask: Tensor) -> float:
-    """Share of response tokens the update keeps (1.0 with nothing to keep from)."""
-    valid = mask.bool()
-    total = int(valid.sum())
-    return float((keep & valid).sum()) / total if total else 1.0
 
 
 def restriction_mask(

@@ -8,7 +8,6 @@ checked against `epx.grpo_fields` (a snapshot of the installed TRL) so typos fai
 
 from __future__ import annotations
 
-import difflib
 import functools
 import os
 from pathlib import Path
@@ -17,7 +16,7 @@ from typing import Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError, model_validator
 
-from epx.errors import RecipeError
+from epx.errors import RecipeError, did_you_mean
 from epx.grpo_fields import GRPO_FIELD_TYPES
 from epx.stage import StageParams
 
@@ -276,7 +275,7 @@ class RewardSection(Section):
             if spec.name not in REWARD_FUNCTIONS:
                 raise ValueError(
                     f"unknown reward function '{spec.name}'; known are "
-                    f"{', '.join(sorted(REWARD_FUNCTIONS))}{_did_you_mean(spec.name, REWARD_FUNCTIONS)}"
+                    f"{', '.join(sorted(REWARD_FUNCTIONS))}{did_you_mean(spec.name, REWARD_FUNCTIONS)}"
                 )
         return self
 
@@ -321,11 +320,6 @@ class Recipe(Section):
     source: str | None = Field(None, description="The file this recipe was read from.")
 
 
-def _did_you_mean(name: str, choices: Any) -> str:
-    close = difflib.get_close_matches(name, list(choices), n=3, cutoff=0.6)
-    return f"; did you mean {' or '.join(close)}?" if close else ""
-
-
 @functools.cache
 def _grpo_adapter(type_text: str) -> TypeAdapter:
     return TypeAdapter(eval(type_text, {"Any": Any}))
@@ -341,7 +335,7 @@ def validate_grpo_section(values: dict[str, Any]) -> dict[str, Any]:
             )
         if name not in GRPO_FIELD_TYPES:
             raise RecipeError(
-                f"grpo.{name}: not a GRPOConfig field{_did_you_mean(name, GRPO_FIELD_TYPES)}"
+                f"grpo.{name}: not a GRPOConfig field{did_you_mean(name, GRPO_FIELD_TYPES)}"
             )
         type_text = GRPO_FIELD_TYPES[name]
         try:
@@ -385,7 +379,7 @@ def _format_error(error: dict[str, Any], model: type[BaseModel]) -> str:
     location = ".".join(str(part) for part in error["loc"])
     if error["type"] in ("extra_forbidden", "unexpected_keyword_argument"):
         known = _known_keys(model, error["loc"][:-1])
-        hint = _did_you_mean(str(error["loc"][-1]), known)
+        hint = did_you_mean(str(error["loc"][-1]), known)
         return f"{location}: unknown key{hint or '; valid keys: ' + ', '.join(known)}"
     if error["type"] == "missing":
         return f"{location}: required key is missing"

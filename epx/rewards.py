@@ -11,7 +11,6 @@ counts its outcomes (`pop_counts`).
 
 from __future__ import annotations
 
-import difflib
 import inspect
 import logging
 import threading
@@ -19,7 +18,7 @@ from collections import Counter
 from collections.abc import Iterable, Sequence
 from typing import Any, ClassVar, Protocol, runtime_checkable
 
-from epx.errors import RecipeError
+from epx.errors import RecipeError, did_you_mean
 from epx.scoring.extract import DEFAULT_STRICTNESS, STRICTNESS, Strictness
 from epx.scoring.pool import as_item, as_text, default_workers, run_in_pool
 from epx.scoring.score import Score
@@ -406,9 +405,7 @@ class OverlongReward(CountingReward):
         return scored
 
 
-def _did_you_mean(name: str, known: Iterable[str]) -> str:
-    close = difflib.get_close_matches(name, list(known), n=1)
-    return f"; did you mean '{close[0]}'?" if close else ""
+QUOTE = "'"  # reward and parameter names are quoted in messages
 
 
 def build_reward_function(name: str, **params: Any) -> RewardFunction:
@@ -420,13 +417,32 @@ def build_reward_function(name: str, **params: Any) -> RewardFunction:
     cls = REWARD_FUNCTIONS.get(name)
     if cls is None:
         known = ", ".join(sorted(REWARD_FUNCTIONS))
-        hint = _did_you_mean(name, REWARD_FUNCTIONS)
+        hint = did_you_mean(name, REWARD_FUNCTIONS, quote=QUOTE)
         raise RecipeError(f"unknown reward function '{name}': known are {known}{hint}")
     accepted = [p for p in inspect.signature(cls.__init__).parameters if p != "self"]
     for key in params:
         if key not in accepted:
             raise RecipeError(
                 f"reward function '{name}' has no parameter '{key}': accepted are "
-                f"{', '.join(accepted)}{_did_you_mean(key, accepted)}"
+                f"{', '.join(accepted)}{did_you_mean(key, accepted, quote=QUOTE)}"
             )
     return cls(**params)
+
+
+def recipe_rewards(recipe: Any, max_completion_length: int) -> tuple[list[RewardFunction], list[float]]:
+    """A recipe's reward functions (its `reward` section) and their weights; `overlong` without
+    a `max_length` takes the completion limit. RecipeError names the file and the function."""
+    functions, weights = [], []
+    for spec in recipe.reward.functions:
+        params = dict(spec.params)
+        if spec.name in SCORED_REWARDS:
+            params.setdefault("strictness", recipe.reward.strictness)
+        try:
+            function = build_reward_function(spec.name, **params)
+            if getattr(function, "max_length", 0) is None:  # overlong: the completion limit
+                function.max_length = max_completion_length
+        except RecipeError as error:
+            raise RecipeError(f"{recipe.source}: reward.functions.{spec.name}: {error}") from None
+        functions.append(function)
+        weights.append(spec.weight)
+    return functions, weights

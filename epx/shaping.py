@@ -142,51 +142,31 @@ def position_bonus(
     return torch.minimum(bonus, 0.5 * adv.abs())  # adv is 0 on padding, so the bonus is too
 
 
-def position_shaped_advantages(
-    advantages: Tensor, mask: Tensor, alpha: float, k: float = 15.0, center: float = 0.5
-) -> Tensor:
-    """``A~_t = A_t + sign(A_t) * b_t`` (see `position_bonus`): late tokens pushed away from zero.
-
-    advantages: (B,) (broadcast over T) or (B, T); mask: (B, T). Returns (B, T), exactly zero on
-    padding, unchanged where A = 0.
-    """
-    adv = _token_advantages(advantages, mask)
-    return adv + adv.sign() * position_bonus(adv, mask, alpha, k, center)
-
-
 def apply_shaping(
     advantages: Tensor,
-    logps: Tensor | None,
     mask: Tensor,
-    group_size: int,
     method: str,
-    ppl_alpha: float = 0.01,
-    ppl_clip: tuple[float, float] = (0.8, 1.2),
+    *,
+    weights: Tensor | None = None,
     pos_alpha: float = 0.1,
     k: float = 15.0,
     center: float = 0.5,
     position_active: bool = True,
-    weights: Tensor | None = None,
-    favour: Favour = "low",
 ) -> tuple[Tensor, dict[str, Tensor]]:
     """The trainer's one call: PPL weight first, then the position bonus on the weighted advantages.
 
-    advantages: (B,) or (B, T); logps: (B, T) behaviour log-probs (needed for "ppl"/"both" unless
-    ``weights`` (B,) are given, e.g. computed on a group gathered over processes); mask: (B, T).
-    The bonus is added only when ``position_active`` (the schedule's decision).
-    Returns ((B, T) advantages, zero on padding; info). info holds ``log_ppl`` (B,) when logps
-    were given, ``ppl_weight`` (B,) when PPL is on, ``position_bonus`` (B, T) when it was added.
+    advantages: (B,) or (B, T); mask: (B, T); weights: (B,) PPL weights (`ppl_weights`, computed
+    on whole prompt groups, which may be spread over processes), needed for "ppl" and "both".
+    The bonus (`position_bonus`: ``A~_t = A_t + sign(A_t) b_t``) is added only when
+    ``position_active`` (the schedule's decision). Returns ((B, T) advantages, zero on padding;
+    info) with ``ppl_weight`` (B,) when PPL is on and ``position_bonus`` (B, T) when it was added.
     """
     if method not in METHODS:
         raise ValueError(f"unknown shaping method {method!r}: known are {', '.join(METHODS)}")
     adv = _token_advantages(advantages, mask)  # (B, T)
     info: dict[str, Tensor] = {}
-    if logps is not None:
-        info["log_ppl"] = sequence_log_ppl(logps, mask)
     if method in ("ppl", "both"):
-        if weights is None:
-            assert "log_ppl" in info, "method 'ppl'/'both' needs logps or precomputed weights"
-            weights = ppl_weights(info["log_ppl"], group_size, ppl_alpha, ppl_clip, favour)
+        assert weights is not None, "method 'ppl'/'both' needs the PPL weights"
         assert weights.shape == adv.shape[:1], (
             f"weights must be (B,)=({adv.shape[0]},), got shape {tuple(weights.shape)}"
         )

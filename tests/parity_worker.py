@@ -93,7 +93,7 @@ def char_sum_reward(completions: list[str], **kwargs) -> list[float]:
 
 def train(out: Path, name: str) -> None:
     os.environ.setdefault("TRL_EXPERIMENTAL_SILENCE", "1")
-    from epx.eval.generate import HFGenerator
+    from epx.generation import HFGenerator
     from epx.recipe import load_recipe
     from epx.train import build_trainer
 

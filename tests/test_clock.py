@@ -31,7 +31,8 @@ def test_phases_nest_and_optimization_is_the_rest_of_the_step():
     # generation 5 + 1 = 6 (its 9 s less the 3 of scoring), scoring 3, step 15,
     # optimization 15 - 6 - 3 - 2 (evaluation) = 4
     assert clock.finish_step() == {"timing/generation": 6.0, "timing/scoring": 3.0,
-                                   "timing/optimization": 4.0, "timing/step": 15.0}  # fmt: skip
+                                   "timing/optimization": 4.0, "timing/evaluation": 2.0,
+                                   "timing/step": 15.0}  # fmt: skip
     assert clock.finish_step() == {}  # a step is finished once
 
 

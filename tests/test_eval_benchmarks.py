@@ -1,4 +1,4 @@
-"""epx.eval.benchmarks: the registry, local files, the hub field maps, and errors that say where."""
+"""epx.benchmarks: the registry, local files, the hub field maps, and errors that say where."""
 
 from __future__ import annotations
 
@@ -7,8 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from epx.errors import DataError
-from epx.eval.benchmarks import (
+from epx.benchmarks import (
     REGISTRY,
     Benchmark,
     load_benchmark,
@@ -16,6 +15,7 @@ from epx.eval.benchmarks import (
     register,
     resolve_data_dir,
 )
+from epx.errors import DataError
 from epx.recipe import ArithmeticTask
 
 DATA_DIR = Path(

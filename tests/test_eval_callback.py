@@ -10,13 +10,13 @@ import pytest
 import torch
 from transformers import TrainerControl, TrainerState
 
+from epx.benchmarks import load_benchmark
 from epx.data import format_prompt
-from epx.eval.benchmarks import load_benchmark
-from epx.eval.callback import EvalCallback
-from epx.eval.generate import HFGenerator, SamplingSettings
 from epx.eval.report import flat_metrics
-from epx.eval.runner import evaluate_benchmarks
+from epx.evaluation import evaluate_benchmarks
+from epx.generation import HFGenerator, SamplingSettings
 from epx.models import load_model_and_tokenizer, resolve_model_ref
+from epx.train.eval_callback import EvalCallback
 
 DATA_DIR = Path(
     os.environ.get("EPX_DATA_DIR") or Path(__file__).resolve().parents[2] / "shared" / "benchmarks"
@@ -34,13 +34,10 @@ def test_callback_evaluates_before_training_and_every_n_steps(tiny, tmp_path):
     model, tokenizer = tiny
     logged = []
     callback = EvalCallback(
-        "aime24,math500",
+        [load_benchmark(b, DATA_DIR) for b in ("aime24", "math500")],
+        SamplingSettings(n=2, max_tokens=6, batch_size=4),
         every_n_steps=2,
-        n=2,
         limit=2,
-        data_dir=str(DATA_DIR),
-        max_tokens=6,
-        batch_size=4,
         output_dir=tmp_path,
         log_fn=lambda metrics, step: logged.append((step, metrics)),
     )
@@ -81,6 +78,9 @@ def test_callback_evaluates_before_training_and_every_n_steps(tiny, tmp_path):
 
 def test_callback_rejects_an_unknown_benchmark_before_training():
     from epx.errors import DataError
+    from epx.recipe import load_recipe
 
+    tiny = Path(__file__).resolve().parents[1] / "recipes" / "tiny-random.yaml"
+    recipe = load_recipe(tiny, ["eval.benches=[aime2]", f"eval.data_dir={DATA_DIR}"])
     with pytest.raises(DataError, match="unknown benchmark"):
-        EvalCallback("aime2", data_dir=str(DATA_DIR))
+        EvalCallback.from_recipe(recipe)

@@ -13,8 +13,8 @@ from typer.testing import CliRunner
 
 from epx.cli import app
 from epx.eval.evaluate import EvalOptions, run_eval
-from epx.eval.generate import SamplingSettings
 from epx.eval.report import table_rows
+from epx.generation import SamplingSettings
 from epx.metrics import majority_vote, pass_at_k
 
 REPO = Path(__file__).resolve().parents[1]

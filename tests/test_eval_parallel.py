@@ -18,9 +18,9 @@ SCRIPT = textwrap.dedent(
     import json, sys
     from pathlib import Path
     from epx.data import format_prompt
-    from epx.eval.benchmarks import load_benchmark
-    from epx.eval.generate import HFGenerator, SamplingSettings
-    from epx.eval.runner import Processes, evaluate_benchmarks
+    from epx.benchmarks import load_benchmark
+    from epx.generation import HFGenerator, SamplingSettings
+    from epx.evaluation import Processes, evaluate_benchmarks
     from epx.models import load_model_and_tokenizer, resolve_model_ref
 
 

@@ -8,12 +8,11 @@ import torch
 from epx.interventions import (
     group_quantile_mask,
     group_quantiles,
-    kept_share,
     position_mask,
     probability_mask,
-    relative_positions,
     sign_mask,
 )
+from epx.shaping import relative_positions
 
 MASK = torch.tensor([[1, 1, 1, 1, 0], [1, 1, 0, 0, 0], [1, 1, 1, 1, 1]])  # lengths 4, 2, 5
 
@@ -38,7 +37,7 @@ def test_probability_mask_keeps_tokens_at_most_the_threshold():
 
 
 def test_relative_positions_and_the_position_window():
-    r = relative_positions(MASK)
+    r = relative_positions(MASK, torch.float64)  # the position shaping's count
     assert r[0].tolist() == [0.0, 0.25, 0.5, 0.75, 0.0]  # t / 4; padding 0
     assert r[2].tolist() == [0.0, 0.2, 0.4, 0.6, 0.8]  # t / 5
     keep = position_mask(MASK, 0.5, 1.0)  # the second half of each response
@@ -54,9 +53,3 @@ def test_group_quantiles_and_the_low_ppl_half():
     assert group_quantile_mask(log_ppl, 4, 0.0, 0.5).tolist() == [
         False, True, True, False, True, False, True, False]  # fmt: skip
     assert group_quantiles(torch.tensor([5.0, 6.0]), 1).tolist() == [0.0, 0.0]  # a group of one
-
-
-def test_kept_share_counts_response_tokens():
-    keep = position_mask(MASK, 0.5, 1.0)
-    assert kept_share(keep, MASK) == 5 / 11
-    assert kept_share(torch.zeros_like(MASK).bool(), torch.zeros_like(MASK)) == 1.0

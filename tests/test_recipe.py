@@ -11,9 +11,9 @@ import pytest
 import yaml
 
 from epx.errors import RecipeError
+from epx.grpo_args import check_batch_rules, grpo_kwargs
 from epx.grpo_fields import GRPO_FIELD_TYPES
 from epx.recipe import apply_overrides, load_recipe, recipe_to_yaml
-from epx.train.grpo_args import check_batch_rules, grpo_kwargs
 
 REPO = Path(__file__).resolve().parents[1]
 TINY = REPO / "recipes" / "tiny-random.yaml"

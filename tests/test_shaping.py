@@ -14,7 +14,6 @@ from tests_shared import examples
 from epx.shaping import (
     apply_shaping,
     position_bonus,
-    position_shaped_advantages,
     ppl_weights,
     relative_positions,
     sequence_log_ppl,
@@ -25,6 +24,21 @@ F64 = torch.float64
 
 def t64(x) -> torch.Tensor:
     return torch.tensor(x, dtype=F64)
+
+
+def position_shaped_advantages(adv, mask, alpha, k=15.0, center=0.5):
+    """The position method alone (always on)."""
+    return apply_shaping(adv, mask, "position", pos_alpha=alpha, k=k, center=center)[0]
+
+
+def shaped(adv, logps, mask, g, method, ppl_alpha=0.01, pos_alpha=0.1, position_active=True,
+           favour="low", ppl_clip=(0.8, 1.2)):  # fmt: skip
+    """`apply_shaping` with the PPL weights of `logps` (the behaviour log-probs) per group of g."""
+    weights = None
+    if method in ("ppl", "both"):
+        weights = ppl_weights(sequence_log_ppl(logps, mask), g, ppl_alpha, ppl_clip, favour)
+    return apply_shaping(adv, mask, method, weights=weights, pos_alpha=pos_alpha,
+                         position_active=position_active)  # fmt: skip
 
 
 # ---------------------------------------------------------------- sequence_log_ppl
@@ -237,13 +251,13 @@ def test_apply_shaping_both_weights_first_then_bonus_on_weighted():
     logps = torch.tensor([[-1.0, -1.0, -1.0, -1.0], [-3.0, -3.0, -3.0, -3.0]])
     mask = torch.ones(2, 4)
     adv = torch.tensor([0.02, -0.02])
-    out, info = apply_shaping(adv, logps, mask, 2, "both", ppl_alpha=0.1, pos_alpha=0.1)
+    out, info = shaped(adv, logps, mask, 2, "both", ppl_alpha=0.1, pos_alpha=0.1)
     torch.testing.assert_close(info["ppl_weight"], torch.tensor([1.1, 0.9]))
     # weighted: 0.022, -0.018; caps 0.011, 0.009 bind at r = .5, .75
     row0 = [0.022 + BONUS[0], 0.022 + BONUS[1], 0.033, 0.033]
     row1 = [-0.018 - BONUS[0], -0.018 - BONUS[1], -0.027, -0.027]
     torch.testing.assert_close(out, torch.tensor([row0, row1]))
-    torch.testing.assert_close(info["log_ppl"], torch.tensor([1.0, 3.0]))
+    torch.testing.assert_close(sequence_log_ppl(logps, mask), torch.tensor([1.0, 3.0]))
 
 
 def test_apply_shaping_none_and_inactive_position_leave_advantages():
@@ -251,14 +265,14 @@ def test_apply_shaping_none_and_inactive_position_leave_advantages():
     mask = torch.tensor([[1, 1, 0], [1, 0, 0]])
     expected = torch.tensor([[0.5, 0.5, 0.0], [-1.5, 0.0, 0.0]])
     for method in ("none", "position"):
-        out, info = apply_shaping(adv, None, mask, 2, method, position_active=False)
+        out, info = apply_shaping(adv, mask, method, position_active=False)
         torch.testing.assert_close(out, expected)
         assert "position_bonus" not in info and "ppl_weight" not in info
 
 
 def test_apply_shaping_unknown_method_lists_known():
     with pytest.raises(ValueError, match="none, ppl, position, both"):
-        apply_shaping(torch.zeros(2), None, torch.ones(2, 2), 2, "pll")
+        apply_shaping(torch.zeros(2), torch.ones(2, 2), "pll")
 
 
 def test_gathered_log_ppl_gives_single_process_weights():
@@ -269,14 +283,14 @@ def test_gathered_log_ppl_gives_single_process_weights():
     logps = -torch.rand(b, t) * 3
     mask = (torch.arange(t)[None, :] < torch.randint(1, t + 1, (b, 1))).int()
     adv = torch.randn(b)
-    full, _ = apply_shaping(adv, logps, mask, g, "both", ppl_alpha=0.1)
+    full, _ = shaped(adv, logps, mask, g, "both", ppl_alpha=0.1)
 
     ranks = [slice(0, 6), slice(6, 12)]
     local = [(logps[s, : mask[s].sum(1).max()], mask[s, : mask[s].sum(1).max()]) for s in ranks]
     gathered = torch.cat([sequence_log_ppl(lp, m) for lp, m in local])  # what all_gather gives
     weights = ppl_weights(gathered, g, 0.1)
-    for s, (lp, m) in zip(ranks, local, strict=True):
-        out, _ = apply_shaping(adv[s], lp, m, g, "both", ppl_alpha=0.1, weights=weights[s])
+    for s, (_, m) in zip(ranks, local, strict=True):
+        out, _ = apply_shaping(adv[s], m, "both", weights=weights[s])
         torch.testing.assert_close(out, full[s, : m.shape[1]])
     # weighting rank 0's half of group 2 (rows 4, 5) on its own would give other weights
     assert not torch.allclose(ppl_weights(gathered[4:6], 2, 0.1), weights[4:6])
@@ -359,7 +373,7 @@ ALPHA = st.one_of(st.just(0.0), st.sampled_from([0.01, 0.1, 1.0]), st.floats(0, 
 )
 def test_vectorised_equals_loop_reference(batch, method, ppl_alpha, pos_alpha, active, favour):
     g, adv, logps, mask = batch
-    out, _ = apply_shaping(
+    out, _ = shaped(
         t64(adv), t64(logps), torch.tensor(mask), g, method, ppl_alpha=ppl_alpha,
         pos_alpha=pos_alpha, position_active=active, favour=favour,
     )  # fmt: skip
@@ -373,10 +387,10 @@ def test_laws(batch, method, ppl_alpha, pos_alpha):
     g, adv, logps, mask = batch
     a, m = t64(adv), torch.tensor(mask)
     base = a[:, None] * m  # the unshaped per-token advantages, zero on padding
-    out, _ = apply_shaping(a, t64(logps), m, g, method, ppl_alpha=ppl_alpha, pos_alpha=pos_alpha)
+    out, _ = shaped(a, t64(logps), m, g, method, ppl_alpha=ppl_alpha, pos_alpha=pos_alpha)
     assert out[~m].eq(0).all()  # padding stays exactly zero
     assert torch.equal(out.sign(), base.sign())  # the sign is preserved, A = 0 stays 0
-    zero, _ = apply_shaping(a, t64(logps), m, g, method, ppl_alpha=0.0, pos_alpha=0.0)
+    zero, _ = shaped(a, t64(logps), m, g, method, ppl_alpha=0.0, pos_alpha=0.0)
     assert torch.equal(zero, base)  # alpha 0 leaves the advantages unchanged
     pos = position_shaped_advantages(a, m, pos_alpha)
     assert (pos.abs() >= base.abs()).all()  # position only pushes away from zero

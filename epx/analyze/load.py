@@ -107,7 +107,7 @@ def load_run(path: str | Path) -> Run:
         method, params = recipe.shaping.method, recipe.stage
         source = recipe.logging.run_name or path.name
         if recipe.eval.benches:
-            from epx.eval.benchmarks import logged_name
+            from epx.benchmarks import logged_name
 
             eval_key = f"eval/{logged_name(recipe.eval.benches[0])}/acc"
     rollouts = read_rollouts(path / "rollouts", skipped) if (path / "rollouts").is_dir() else []

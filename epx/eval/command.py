@@ -89,7 +89,7 @@ def eval_command(
     """Evaluate a model on math benchmarks: Acc@n, Maj@n, Pass@1 and Pass@n."""
     from epx.errors import EpxError
     from epx.eval.evaluate import EvalOptions, run_eval
-    from epx.eval.generate import SamplingSettings
+    from epx.generation import SamplingSettings
 
     try:
         sampling = SamplingSettings(

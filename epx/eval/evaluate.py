@@ -16,8 +16,8 @@ from pathlib import Path
 from typing import Any
 
 from epx.errors import EpxError, ModelError, RunError, RunStateError
-from epx.eval.generate import Generator, SamplingSettings
-from epx.eval.runner import BenchResult, Processes, PromptFn, evaluate_benchmarks
+from epx.evaluation import BenchResult, Processes, PromptFn, evaluate_benchmarks
+from epx.generation import Generator, SamplingSettings
 
 BACKENDS = ("auto", "hf", "vllm")
 WANDB_MODES = ("offline", "online", "disabled")
@@ -52,7 +52,7 @@ def run_eval(options: EvalOptions, console: Any = None) -> EvalResult:
     """`epx eval`: load benchmarks and model, evaluate (resuming), write and show the results."""
     from rich.console import Console
 
-    from epx.eval.benchmarks import load_benchmark, parse_bench_list
+    from epx.benchmarks import load_benchmark, parse_bench_list
     from epx.quiet import quiet_libraries
 
     quiet_libraries()
@@ -173,7 +173,7 @@ def _report(
 
 
 def _choose_backend(requested: str, processes: Processes) -> str:
-    from epx.eval.generate import vllm_available
+    from epx.generation import vllm_available
 
     backend = requested
     if requested == "auto":
@@ -265,25 +265,6 @@ def _difference(key: str, old: Any, new: Any) -> str:
     return f"{key}: {old!r} there, {new!r} now"
 
 
-def training_prompt_fn(data: Any, tokenizer: Any) -> PromptFn:
-    """format_prompt with the data settings the model was trained with (a recipe's `data`
-    section, from `epx.models.resolve_reference`); None: the paper's prompt through the
-    tokenizer's chat template."""
-    from functools import partial
-
-    from epx.data import format_prompt
-
-    if data is None:
-        return partial(format_prompt, tokenizer=tokenizer)
-    return partial(
-        format_prompt,
-        tokenizer=tokenizer,
-        template=data.template,
-        chat_template=data.chat_template,
-        system_prompt=data.system_prompt,
-    )
-
-
 def _load_generator(
     model_cfg: Any,
     trained_data: Any,
@@ -295,7 +276,8 @@ def _load_generator(
     """The generator, the prompt function and the settings only known after loading."""
     import hashlib
 
-    from epx.eval.generate import HFGenerator, VLLMGenerator
+    from epx.data import prompt_function
+    from epx.generation import HFGenerator, VLLMGenerator
     from epx.models import load_model_and_tokenizer, load_tokenizer
 
     if backend == "vllm":
@@ -308,7 +290,7 @@ def _load_generator(
         model, tokenizer = load_model_and_tokenizer(model_cfg, device=processes.device)
         generator = HFGenerator(model, tokenizer, sampling)
         loaded = {"dtype": str(model.dtype).removeprefix("torch."), "device": model.device.type}
-    prompt_fn = training_prompt_fn(trained_data, tokenizer)
+    prompt_fn = prompt_function(trained_data, tokenizer)
     probe = prompt_fn("{problem}")
     loaded["prompt"] = hashlib.sha256(probe.encode()).hexdigest()[:16]
     return generator, prompt_fn, loaded

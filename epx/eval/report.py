@@ -12,32 +12,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from epx.metrics import eval_metric_names, rate_names
-
-COUNTS = ("problems", "samples", "timeouts")
-AVERAGE = "avg"
-
-
-def average_metrics(per_bench: Mapping[str, Mapping[str, float]], n: int) -> dict[str, float]:
-    """Unweighted mean of each rate over benchmarks; counts summed."""
-    if not per_bench:
-        return {}
-    rows = list(per_bench.values())
-    averaged = {name: sum(row[name] for row in rows) / len(rows) for name in rate_names(n)}
-    averaged.update({name: sum(row[name] for row in rows) for name in COUNTS})
-    return averaged
-
-
-def flat_metrics(per_bench: Mapping[str, Mapping[str, float]], n: int) -> dict[str, float]:
-    """`eval/<bench>/<metric>` for every benchmark and for their average (`eval/avg/...`)."""
-    flat: dict[str, float] = {}
-    table = dict(per_bench)
-    if len(table) > 1:
-        table[AVERAGE] = average_metrics(per_bench, n)
-    for bench, metrics in table.items():
-        for name in eval_metric_names(n):
-            flat[f"eval/{bench}/{name}"] = metrics[name]
-    return flat
+from epx.evaluation import AVERAGE, average_metrics, flat_metrics
 
 
 def build_summary(

@@ -14,7 +14,7 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
-from epx.errors import RecipeError
+from epx.errors import RecipeError, did_you_mean
 from epx.records import parse_records
 
 # What `epx train` logs besides evaluations (TRL's metrics and epx's own): whole names, and
@@ -30,7 +30,7 @@ TRAINING_NAMESPACES = ("completions/", "clip_ratio/", "rewards/", "reward/", "sh
 
 def default_metric(recipe: Any) -> str:
     """`eval/<first bench>/acc` of the recipe; RecipeError when it evaluates nothing."""
-    from epx.eval.benchmarks import logged_name
+    from epx.benchmarks import logged_name
 
     if not recipe.eval.benches:
         raise RecipeError(
@@ -44,9 +44,8 @@ def default_metric(recipe: Any) -> str:
 def check_metric(metric: str, recipe: Any) -> None:
     """RecipeError unless a run of `recipe` logs `metric`: an evaluation metric of one of its
     benchmarks, a reward function's, or one of the training metrics above."""
-    import difflib
 
-    from epx.eval.benchmarks import logged_name
+    from epx.benchmarks import logged_name
     from epx.metrics import eval_metric_names
 
     benches = [logged_name(spec) for spec in recipe.eval.benches]
@@ -72,8 +71,7 @@ def check_metric(metric: str, recipe: Any) -> None:
         return
     if metric in TRAINING_METRICS or metric.startswith(TRAINING_NAMESPACES):
         return
-    close = difflib.get_close_matches(metric, [*TRAINING_METRICS, *evaluated], n=1)
-    hint = f"; did you mean {close[0]}?" if close else ""
+    hint = did_you_mean(metric, [*TRAINING_METRICS, *evaluated])
     raise RecipeError(
         f"--metric {metric}: not a metric epx train logs (eval/<bench>/<name> of the recipe's "
         f"benchmarks, reward, loss, entropy/positive, ...){hint}"

@@ -195,7 +195,7 @@ def check_against_recipe(
             try:
                 recipe = load_recipe(recipe_path, [*base, *as_overrides({param.key: value})])
                 if launch:
-                    from epx.train.preflight import check_launch_inputs
+                    from epx.launch_checks import check_launch_inputs
 
                     check_launch_inputs(recipe)
             except EpxError as error:

@@ -6,6 +6,7 @@
 - `timing/scoring`: the reward functions;
 - `timing/optimization`: the rest of the step (the loss's forwards and backwards, the optimizer
   step), that is its wall time less the two above and less any in-training evaluation in it;
+- `timing/evaluation`: in-training evaluation at the step's end (0 without one);
 - `timing/step`: the step's wall time, from its first micro-batch to its end.
 
 The main process's clock is the one logged (every process waits for the others at each step).
@@ -62,5 +63,6 @@ class StepClock:
             "timing/generation": self.spent["generation"],
             "timing/scoring": self.spent["scoring"],
             "timing/optimization": max(0.0, wall - busy),
+            "timing/evaluation": self.spent["evaluation"],
             "timing/step": wall,
         }

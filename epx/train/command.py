@@ -47,16 +47,16 @@ def _print_dry_run(recipe) -> None:
     from rich.console import Console
     from rich.syntax import Syntax
 
-    from epx.models import has_gpu
-    from epx.recipe import recipe_to_yaml
-    from epx.train.grpo_args import (
+    from epx.grpo_args import (
         batch_geometry,
         describe_geometry,
         grpo_config,
         launch_processes,
         missing_here,
     )
-    from epx.train.preflight import check_launch_inputs, position_warning
+    from epx.launch_checks import check_launch_inputs, position_warning
+    from epx.models import has_gpu
+    from epx.recipe import recipe_to_yaml
 
     config = grpo_config(recipe, dry_run=True)
     checked = check_launch_inputs(recipe, dry_run=True)

@@ -134,7 +134,7 @@ def before_after(output_dir: str | Path, bench: str) -> dict[str, Any] | None:
     each one's `eval_summary`, the problem count, and the first `SAMPLES_SHOWN` problems'
     completions before and after (problem, gold, completion, answer, status).
     """
-    from epx.eval.benchmarks import records_file_of
+    from epx.benchmarks import records_file_of
 
     eval_dir, records_file = Path(output_dir) / "eval", records_file_of(bench)
     steps = sorted(

@@ -67,8 +67,7 @@ def rollout_rows(
     """One record per completion of a loss micro-batch (tensors (B,) / (B, T), on any device)."""
     import torch
 
-    from epx.interventions import relative_positions
-    from epx.shaping import sequence_log_ppl
+    from epx.shaping import relative_positions, sequence_log_ppl
 
     valid = mask.bool()
     lengths = valid.sum(dim=1)

@@ -51,26 +51,6 @@ def _has_netrc_key() -> bool:
     return netrc.is_file() and "api.wandb.ai" in netrc.read_text(errors="ignore")
 
 
-def build_reward_functions(recipe: Recipe, max_completion_length: int) -> tuple[list, list[float]]:
-    """The recipe's reward functions (epx.rewards) and their weights."""
-    from epx.rewards import SCORED_REWARDS, build_reward_function
-
-    functions, weights = [], []
-    for spec in recipe.reward.functions:
-        params = dict(spec.params)
-        if spec.name in SCORED_REWARDS:
-            params.setdefault("strictness", recipe.reward.strictness)
-        try:
-            function = build_reward_function(spec.name, **params)
-            if getattr(function, "max_length", 0) is None:  # overlong: the completion limit
-                function.max_length = max_completion_length
-        except RecipeError as error:
-            raise RecipeError(f"{recipe.source}: reward.functions.{spec.name}: {error}") from None
-        functions.append(function)
-        weights.append(spec.weight)
-    return functions, weights
-
-
 def run_training(recipe: Recipe, *, resume: bool = False, force: bool = False) -> TrainResult:
     """Train the recipe's model with GRPO and its shaping; returns where everything went.
 
@@ -94,8 +74,8 @@ def run_training(recipe: Recipe, *, resume: bool = False, force: bool = False) -
 def _train(recipe: Recipe, *, resume: bool, force: bool) -> TrainResult:
     from rich.console import Console
 
+    from epx.launch_checks import check_launch_inputs, position_warning
     from epx.paths import make_output_dir
-    from epx.train.preflight import check_launch_inputs, position_warning
     from epx.train.resume import plan_start, record_resume
 
     main_process = int(os.environ.get("RANK", "0")) == 0  # torchrun / accelerate set RANK
@@ -271,7 +251,9 @@ def build_trainer(recipe: Recipe, reward_funcs: list[Any] | None = None) -> Any:
     from transformers import PrinterCallback, ProgressCallback
 
     from epx.data import build_train_dataset
+    from epx.grpo_args import grpo_config
     from epx.models import load_model, load_tokenizer, lora_config
+    from epx.rewards import recipe_rewards
     from epx.train.callbacks import (
         MetricsFileCallback,
         RecipeSnapshotCallback,
@@ -279,7 +261,6 @@ def build_trainer(recipe: Recipe, reward_funcs: list[Any] | None = None) -> Any:
         SamplesFileCallback,
         StageCallback,
     )
-    from epx.train.grpo_args import grpo_config
     from epx.train.trainer import EpxGRPOTrainer
 
     args = grpo_config(recipe)  # built (and checked) in `check_launch_inputs` already
@@ -287,7 +268,7 @@ def build_trainer(recipe: Recipe, reward_funcs: list[Any] | None = None) -> Any:
     model = load_model(recipe.model, tokenizer)
     dataset = build_train_dataset(recipe.data, tokenizer)
     if reward_funcs is None:
-        reward_funcs, weights = build_reward_functions(recipe, args.max_completion_length)
+        reward_funcs, weights = recipe_rewards(recipe, args.max_completion_length)
         args.reward_weights = weights
     callbacks = [
         StageCallback.for_params(recipe.stage),
@@ -323,9 +304,7 @@ def build_trainer(recipe: Recipe, reward_funcs: list[Any] | None = None) -> Any:
 
 def _eval_callback(recipe: Recipe, tokenizer: Any) -> Any:
     """In-training evaluation from the recipe's `eval:` section (None without benches)."""
-    if not recipe.eval.benches:
-        return None
-    from epx.eval.callback import EvalCallback
+    from epx.train.eval_callback import EvalCallback
 
     return EvalCallback.from_recipe(recipe, tokenizer=tokenizer)
 

@@ -194,15 +194,13 @@ class EpxGRPOTrainer(GRPOTrainer):
         position = self.shaping.position
         shaped, info = apply_shaping(
             advantages,
-            None,
             mask,
-            self.num_generations,
             self.shaping.method,
+            weights=weights,
             pos_alpha=position.alpha,
             k=position.k,
             center=position.center,
             position_active=position_on,
-            weights=weights,
         )
         self._record_shaping(info, mask)
         return shaped.to(advantages.dtype)

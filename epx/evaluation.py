@@ -25,16 +25,17 @@ from __future__ import annotations
 
 import json
 import os
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from epx.benchmarks import LoadedBenchmark, Problem, distinct_names
 from epx.errors import RunError
-from epx.eval.benchmarks import LoadedBenchmark, Problem, distinct_names
-from epx.eval.generate import Completion, Generator, SamplingSettings, derive_seed
-from epx.metrics import ProblemSamples, bench_metrics
+from epx.generation import Completion, Generator, SamplingSettings, derive_seed
+from epx.metrics import ProblemSamples, bench_metrics, eval_metric_names, rate_names
+from epx.records import read_records
 
 RECORD_FIELDS = ("problem_id", "sample", "status", "correct", "key", "tokens", "batch")
 PromptFn = Callable[[str], str]
@@ -86,20 +87,10 @@ def chunk_spans(total: int, size: int) -> list[tuple[int, int]]:
     return [(start, min(start + size, total)) for start in range(0, total, size)]
 
 
-def read_records(path: Path) -> list[dict[str, Any]]:
-    """The records in a per-sample JSONL; lines that do not parse (a half-written last line of a
-    killed run) are skipped, so their chunk is redone."""
-    if not path.is_file():
-        return []
-    records = []
-    for line in path.read_text(encoding="utf-8").splitlines():
-        try:
-            record = json.loads(line)
-        except json.JSONDecodeError:
-            continue
-        if isinstance(record, dict) and all(name in record for name in RECORD_FIELDS):
-            records.append(record)
-    return records
+def read_sample_records(path: Path) -> list[dict[str, Any]]:
+    """The sample records in a per-sample JSONL (`epx.records`, tolerant: a half-written last
+    line of a killed run is skipped, so its chunk is redone); records missing a field are too."""
+    return [r for r in read_records(path) if all(name in r for name in RECORD_FIELDS)]
 
 
 def complete_chunks(records: Sequence[dict[str, Any]]) -> dict[tuple[int, int], list[dict[str, Any]]]:
@@ -213,7 +204,7 @@ def evaluate_benchmark(
     problems = bench.problems[:limit] if limit else bench.problems
     n = sampling.n
     spans = chunk_spans(len(problems) * n, sampling.batch_size)
-    existing = read_records(records_path) if records_path is not None and resume else []
+    existing = read_sample_records(records_path) if records_path is not None and resume else []
     done = completed_records(existing, problems, n, spans)
     processes.wait()  # everyone has read the file before the main process rewrites it
     if records_path is not None and processes.is_main:  # every complete chunk stays, any --limit
@@ -339,3 +330,31 @@ def summarize_records(
             )
         )
     return bench_metrics(samples, n)
+
+
+# ---------------------------------------------------------------- metrics of several benchmarks
+
+COUNTS = ("problems", "samples", "timeouts")
+AVERAGE = "avg"
+
+
+def average_metrics(per_bench: Mapping[str, Mapping[str, float]], n: int) -> dict[str, float]:
+    """Unweighted mean of each rate over benchmarks; counts summed."""
+    if not per_bench:
+        return {}
+    rows = list(per_bench.values())
+    averaged = {name: sum(row[name] for row in rows) / len(rows) for name in rate_names(n)}
+    averaged.update({name: sum(row[name] for row in rows) for name in COUNTS})
+    return averaged
+
+
+def flat_metrics(per_bench: Mapping[str, Mapping[str, float]], n: int) -> dict[str, float]:
+    """`eval/<bench>/<metric>` for every benchmark and for their average (`eval/avg/...`)."""
+    flat: dict[str, float] = {}
+    table = dict(per_bench)
+    if len(table) > 1:
+        table[AVERAGE] = average_metrics(per_bench, n)
+    for bench, metrics in table.items():
+        for name in eval_metric_names(n):
+            flat[f"eval/{bench}/{name}"] = metrics[name]
+    return flat

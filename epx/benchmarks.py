@@ -11,7 +11,6 @@ defaults.
 from __future__ import annotations
 
 import dataclasses
-import difflib
 import hashlib
 import os
 from collections.abc import Callable
@@ -20,7 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from epx.data import iter_jsonl
-from epx.errors import DataError
+from epx.errors import DataError, did_you_mean
 
 DATA_DIR_ENV = "EPX_DATA_DIR"
 
@@ -121,14 +120,6 @@ def known_names() -> str:
     return ", ".join([*REGISTRY, *sorted(BUILTIN)])
 
 
-def nearest_names(name: str, cutoff: float = 0.6) -> list[str]:
-    """The registered names most similar to `name` (all of them on a tie), in registry order."""
-    known_list = [*REGISTRY, *sorted(BUILTIN)]
-    ratios = {known: difflib.SequenceMatcher(None, name, known).ratio() for known in known_list}
-    best = max(ratios.values(), default=0.0)
-    return [known for known, ratio in ratios.items() if ratio >= max(best, cutoff)]
-
-
 def resolve_data_dir(data_dir: str | os.PathLike[str] | None) -> Path | None:
     """The explicit data dir, else `$EPX_DATA_DIR`, else None (use the hub)."""
     if data_dir is not None and str(data_dir) != "":
@@ -177,8 +168,7 @@ def load_benchmark(
         problems = tuple(read_jsonl_problems(path, name))
         return LoadedBenchmark(name, str(path), problems, file=str(path.resolve()))
     if spec not in REGISTRY:
-        close = nearest_names(spec)
-        hint = f"; did you mean {' or '.join(close)}?" if close else ""
+        hint = did_you_mean(spec, [*REGISTRY, *sorted(BUILTIN)])
         raise DataError(f"unknown benchmark {spec!r}: known are {known_names()}{hint}")
     benchmark = REGISTRY[spec]
     directory = resolve_data_dir(data_dir)

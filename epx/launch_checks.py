@@ -17,14 +17,14 @@ def check_launch_inputs(recipe: Recipe, *, dry_run: bool = False) -> list[str]:
     """Every check of a launch that needs no model weights; returns what was checked.
 
     `dry_run`: check the recipe for the machine it is meant for (see `grpo_config`)."""
+    from epx.benchmarks import REGISTRY, load_benchmark, resolve_data_dir
     from epx.data import BUILTIN_PREFIX, check_data_source
-    from epx.eval.benchmarks import REGISTRY, load_benchmark, resolve_data_dir
-    from epx.train.grpo_args import grpo_config
-    from epx.train.run import build_reward_functions
+    from epx.grpo_args import grpo_config
+    from epx.rewards import recipe_rewards
 
     where = recipe.source or "<recipe>"
     args = grpo_config(recipe, dry_run=dry_run)  # values no run can use, batch rules, TRL's checks
-    build_reward_functions(recipe, args.max_completion_length)  # their parameters, e.g. a buffer
+    recipe_rewards(recipe, args.max_completion_length)  # their parameters, e.g. a buffer
     check_output_dir(recipe.output_dir)
     try:
         checked = [check_data_source(recipe.data)]
@@ -45,8 +45,8 @@ def check_launch_inputs(recipe: Recipe, *, dry_run: bool = False) -> list[str]:
 
 def position_warning(recipe: Recipe, config: object, processes: int) -> str | None:
     """One line when the recipe's position bonus cannot be on within `grpo.max_steps`."""
+    from epx.grpo_args import batch_geometry
     from epx.schedule import position_reach
-    from epx.train.grpo_args import batch_geometry
 
     max_steps = getattr(config, "max_steps", -1)
     if max_steps is None or max_steps <= 0:
