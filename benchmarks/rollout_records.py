@@ -25,6 +25,7 @@ import numpy as np
 import torch
 
 from epx.recipe import load_recipe
+from epx.run_dir import RunDir
 from epx.train import build_trainer
 
 TINY = Path(__file__).resolve().parents[1] / "recipes" / "tiny-random.yaml"
@@ -47,7 +48,7 @@ def one_step(trainer, batch: list[dict], seed: int) -> float:
     trainer.model.zero_grad(set_to_none=True)
     trainer._compute_loss(trainer.model, output).backward()
     trainer.state.global_step = 1
-    trainer.rollouts.write(1, trainer.accelerator, Path(trainer.args.output_dir) / "rollouts")
+    trainer.observer.recorder.write(1, trainer.accelerator, RunDir(trainer.args.output_dir))
     return time.perf_counter() - start
 
 
@@ -108,7 +109,7 @@ def synthetic_run(folder: Path, steps: int, samples: int, tokens: int) -> None:
                          "token_logprob": logprob,
                          "token_position": (np.arange(tokens) / tokens).astype(np.float32),
                          "token_advantage": np.full(tokens, 1.0 - 2 * (i % 2), dtype=np.float32)})  # fmt: skip
-        write_rollouts(folder / "rollouts", step, rows, samples)
+        write_rollouts(RunDir(folder), step, rows, samples)
 
 
 def analyze_time() -> None:

@@ -19,6 +19,7 @@ from epx.checkpoints import CHECKPOINT_PATTERN
 from epx.errors import ModelError
 from epx.hub import hub_offline, prepare_hub_access
 from epx.recipe import DataSection, ModelSection
+from epx.run_dir import RunDir
 
 TINY_RANDOM = "tiny-random"
 RANDOM_PREFIX = "random:"  # random:qwen2.5-0.5b -> that architecture's shape, random weights
@@ -71,7 +72,7 @@ def resolve_reference(
     if path.suffix in (".yaml", ".yml"):
         recipe = load_recipe(path)
         return recipe.model, recipe.data
-    if not (path.is_dir() and (path / "recipe.yaml").is_file()):
+    if not RunDir(path).is_run():
         return ModelSection(name_or_path=ref), None
     checkpoint, passed = (path, []) if CHECKPOINT_PATTERN.match(path.name) else latest_usable(path)
     if checkpoint is not None and notes is not None:
@@ -80,7 +81,7 @@ def resolve_reference(
         raise ModelError(
             f"{path}: an epx train output dir without any complete checkpoint-N folder"
         )
-    recipe = load_recipe(checkpoint / "recipe.yaml")
+    recipe = load_recipe(RunDir(checkpoint).recipe)  # a checkpoint keeps the run's recipe
     return _checkpoint_model(recipe.model, checkpoint), recipe.data
 
 

@@ -16,6 +16,7 @@ from epx.eval.report import flat_metrics
 from epx.evaluation import evaluate_benchmarks
 from epx.generation import HFGenerator, SamplingSettings
 from epx.models import load_model_and_tokenizer, resolve_model_ref
+from epx.run_dir import RunDir
 from epx.train.eval_callback import EvalCallback
 
 DATA_DIR = Path(
@@ -38,7 +39,7 @@ def test_callback_evaluates_before_training_and_every_n_steps(tiny, tmp_path):
         SamplingSettings(n=2, max_tokens=6, batch_size=4),
         every_n_steps=2,
         limit=2,
-        output_dir=tmp_path,
+        run_dir=RunDir(tmp_path),
         log_fn=lambda metrics, step: logged.append((step, metrics)),
     )
     state, control = TrainerState(), TrainerControl()
@@ -59,8 +60,8 @@ def test_callback_evaluates_before_training_and_every_n_steps(tiny, tmp_path):
     for bench in ("aime24", "math500", "avg"):
         for name in ("acc", "maj", "pass@1", "pass@2", "unparsed"):
             assert 0.0 <= metrics[f"eval/{bench}/{name}"] <= 1.0
-    assert (tmp_path / "step-0" / "aime24.jsonl").is_file()
-    assert len((tmp_path / "step-2" / "math500.jsonl").read_text().splitlines()) == 2 * 2
+    assert RunDir(tmp_path).evaluation(0).records("aime24.jsonl").is_file()
+    assert len(RunDir(tmp_path).evaluation(2).read_records("math500.jsonl")) == 2 * 2
     assert logged[0][1] == logged[1][1]  # same weights, same seed: the same numbers
 
     # the same numbers as the `epx eval` core on the same model and settings

@@ -19,7 +19,7 @@ from typer.testing import CliRunner
 
 from epx.cli import app
 from epx.errors import RecipeError
-from epx.sweep.objective import MetricsTail, default_metric, final_value, metric_points
+from epx.sweep.metric import MetricsTail, default_metric, final_value, metric_points
 from epx.sweep.space import as_overrides, check_against_recipe, parse_space
 from epx.sweep.storage import open_storage
 
@@ -144,8 +144,8 @@ def test_the_default_objective_is_held_out_accuracy_and_needs_an_eval_section():
 
 
 def test_trial_command_puts_the_launcher_in_front():
+    from epx.sweep.child import trial_command
     from epx.sweep.options import build_options
-    from epx.sweep.runner import trial_command
 
     options = build_options(
         method="ppl", recipe=TINY, space=None, n_trials=1, study_name=None, storage=None,

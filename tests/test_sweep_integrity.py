@@ -229,7 +229,7 @@ def test_a_journal_trial_silent_past_the_grace_period_is_failed_and_retried(tmp_
     time.sleep(3)
     fresh = study.ask({"x": optuna.distributions.FloatDistribution(0, 1)})
     storage.record_heartbeat(fresh._trial_id)  # this process beats now: alive and recent
-    from epx.sweep.runner import fail_stale_trials
+    from epx.sweep.total import fail_stale_trials
 
     fail_stale_trials(study)
     states = {t.number: t.state for t in study.get_trials()}

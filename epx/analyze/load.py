@@ -12,7 +12,7 @@ import numpy as np
 from epx.analyze.core import StepRollouts
 from epx.checkpoints import checkpoint_folders
 from epx.errors import DataError
-from epx.records import read_records_noting
+from epx.run_dir import RunDir
 from epx.stage import StageParams
 
 METHOD_LABELS = {"none": "GRPO", "ppl": "GRPO+PPL", "position": "GRPO+Position",
@@ -38,13 +38,13 @@ class Run:
         return f"{self.name} ({METHOD_LABELS.get(self.method, self.method)})"
 
 
-def read_rollouts(folder: Path, skipped: list[str] | None = None) -> list[StepRollouts]:
+def read_rollouts(run_dir: RunDir, skipped: list[str] | None = None) -> list[StepRollouts]:
     """Every readable `rollouts/step-*.parquet` of a run, in step order; a file that is cut,
     empty, not Parquet or without a column is left out with a note in `skipped`."""
     import pyarrow as pa
 
     steps = []
-    for path in sorted(folder.glob("step-*.parquet")):
+    for path in run_dir.rollout_files():
         try:
             steps.append(_read_step(path))
         except (OSError, ValueError, KeyError, pa.ArrowException) as error:
@@ -93,14 +93,15 @@ def load_run(path: str | Path) -> Run:
     from epx.recipe import load_recipe
 
     path = Path(path)
-    metrics = path / "metrics.jsonl"
+    run_dir = RunDir(path)
+    metrics = run_dir.metrics
     if not metrics.is_file():
         raise DataError(f"{path}: not an epx train output dir (no metrics.jsonl)")
-    records, skipped = read_records_noting(metrics)
+    records, skipped = run_dir.read_metrics_noting()
     if not any("reward" in r for r in records):
         raise DataError(f"{metrics}: no logged training step yet")
     method, source, params, eval_key = "?", "", StageParams(), None
-    saved = [path / "recipe.yaml", *(folder / "recipe.yaml" for _, folder in checkpoint_folders(path))]
+    saved = [run_dir.recipe, *(RunDir(folder).recipe for _, folder in checkpoint_folders(path))]
     saved = [file for file in saved if file.is_file()]  # the run's, else its newest checkpoint's
     if saved:
         recipe = load_recipe(saved[0])
@@ -110,5 +111,5 @@ def load_run(path: str | Path) -> Run:
             from epx.benchmarks import logged_name
 
             eval_key = f"eval/{logged_name(recipe.eval.benches[0])}/acc"
-    rollouts = read_rollouts(path / "rollouts", skipped) if (path / "rollouts").is_dir() else []
+    rollouts = read_rollouts(run_dir, skipped) if run_dir.rollouts.is_dir() else []
     return Run(path, path.name, method, source, params, records, rollouts, eval_key, skipped)

@@ -18,6 +18,7 @@ from typing import Any
 from epx.errors import EpxError, ModelError, RunError, RunStateError
 from epx.evaluation import BenchResult, Processes, PromptFn, evaluate_benchmarks
 from epx.generation import Generator, SamplingSettings
+from epx.run_dir import EvalDir
 
 BACKENDS = ("auto", "hf", "vllm")
 WANDB_MODES = ("offline", "online", "disabled")
@@ -111,7 +112,7 @@ def run_eval(options: EvalOptions, console: Any = None) -> EvalResult:
             if not options.resume:  # start over: no samples from other settings may stay
                 for old in output_dir.glob("*.jsonl"):
                     old.unlink()
-            write_json(output_dir / "settings.json", stored)
+            write_json(EvalDir(output_dir).settings, stored)
         processes.wait()
 
         from epx.console import progress_bar
@@ -162,7 +163,7 @@ def _report(
     summary = build_summary({**settings, "limit": options.limit}, per_bench, paths, n)
     wandb_dir = None
     if processes.is_main:
-        write_json(output_dir / "summary.json", summary)
+        write_json(EvalDir(output_dir).summary, summary)
 
         from epx.console import table_console
 
@@ -225,7 +226,7 @@ def check_settings(
     Every setting known now must equal the stored one, and a benchmark evaluated before must have
     the same data; otherwise a RunError (unless `resume` is False, which starts over).
     """
-    path = output_dir / "settings.json"
+    path = EvalDir(output_dir).settings
     stored: dict[str, Any] = {}
     if path.is_file():
         try:

@@ -7,7 +7,8 @@ import re
 from pathlib import Path
 
 from epx.errors import RecipeError
-from epx.sweep.runner import PRUNERS, SAMPLERS, SweepOptions
+from epx.sweep.runner import SweepOptions
+from epx.sweep.samplers import PRUNERS, SAMPLERS
 from epx.sweep.space import METHODS, check_against_recipe, load_space
 
 DEFAULT_RECIPE = Path("recipes/smollm2-135m-cpu.yaml")
@@ -61,7 +62,7 @@ def build_options(
 
     from epx.recipe import load_recipe, recipe_to_yaml
     from epx.sweep.identity import study_identity
-    from epx.sweep.objective import check_metric, default_metric
+    from epx.sweep.metric import check_metric, default_metric
 
     if method not in METHODS:
         raise RecipeError(f"--method must be one of {', '.join(METHODS)}, got {method!r}")

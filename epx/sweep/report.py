@@ -44,12 +44,12 @@ def best_trial(study: Any) -> Any | None:
 def recipe_line(study: Any, trial: Any) -> str:
     """The `epx train` command that reproduces a trial's setting (the study's recipe and
     overrides, its method, the trial's parameters)."""
-    from epx.sweep.space import as_overrides
+    from epx.sweep.space import trial_overrides
 
     attrs = study.user_attrs
     parts = ["epx", "train", str(attrs.get("recipe", "RECIPE"))]
-    overrides = [*attrs.get("overrides", []), f"shaping.method={attrs.get('method', 'both')}"]
-    for override in [*overrides, *as_overrides(trial.params)]:
+    method = attrs.get("method", "both")
+    for override in trial_overrides(attrs.get("overrides", []), method, trial.params):
         parts += ["--set", override]
     return shlex.join(parts)
 

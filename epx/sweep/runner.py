@@ -17,26 +17,28 @@ storage, the heartbeat, a study-wide total). Each checks the study's identity
 
 from __future__ import annotations
 
-import json
 import os
-import shlex
-import signal
 import socket
-import subprocess
-import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from epx.errors import RecipeError
-from epx.sweep.objective import MetricNeverLogged, MetricsTail, final_value, finite
-from epx.sweep.space import SearchSpace, as_overrides
+from epx.sweep.child import last_line, start_child, stop_child
+from epx.sweep.metric import MetricNeverLogged, final_value, finite
+from epx.sweep.samplers import initial_trials, make_pruner, make_sampler
+from epx.sweep.space import SearchSpace
+from epx.sweep.total import StudyTotal, fail_stale_trials, finished_trials, taken_before
+from epx.sweep.tracking import (
+    log_study_to_wandb,
+    loggable,
+    study_attrs,
+    wandb_trial_run,
+    write_worker_stats,
+)
 
 POLL_SECONDS = 0.2
-STOP_SECONDS = 30.0  # a pruned child gets this long to end after SIGINT
-SAMPLERS = ("tpe", "random", "grid")
-PRUNERS = ("median", "hyperband", "none")
 
 
 class TrialFailed(Exception):
@@ -90,120 +92,8 @@ class SweepResult:
     metric_missing: str | None = None  # a run that ended well never logged the metric: why
 
 
-@dataclass
-class _Child:
-    """One seed's `epx train` process and what it has logged so far."""
-
-    process: subprocess.Popen
-    folder: Path
-    tail: MetricsTail
-    log: Any = field(repr=False)
-
-
-def make_sampler(name: str, space: SearchSpace) -> Any:
-    import optuna
-
-    if name == "tpe":
-        return optuna.samplers.TPESampler()
-    if name == "random":
-        return optuna.samplers.RandomSampler()
-    if name == "grid":  # the grid points are enqueued in order (`grid_points`); nothing is drawn
-        space.grid()
-        return optuna.samplers.RandomSampler()
-    raise RecipeError(f"--sampler must be one of {', '.join(SAMPLERS)}, got {name!r}")
-
-
-def make_pruner(name: str, max_steps: int | None) -> Any:
-    """median: a trial worse than the median of earlier trials at the same step is stopped
-    (from the first report, after one finished trial); hyperband: successive halving over the
-    step budget; none: every trial runs to its end."""
-    import optuna
-
-    if name == "median":
-        return optuna.pruners.MedianPruner(n_startup_trials=1, n_warmup_steps=0)
-    if name == "hyperband":
-        return optuna.pruners.HyperbandPruner(min_resource=1, max_resource=max_steps or "auto")
-    if name == "none":
-        return optuna.pruners.NopPruner()
-    raise RecipeError(f"--pruner must be one of {', '.join(PRUNERS)}, got {name!r}")
-
-
 def worker_name() -> str:
     return f"{socket.gethostname()}:{os.getpid()}"
-
-
-def finished_trials(study: Any) -> int:
-    from optuna.trial import TrialState
-
-    return len(study.get_trials(deepcopy=False, states=(TrialState.COMPLETE, TrialState.PRUNED)))
-
-
-def taken_before(study: Any, number: int | None = None) -> int:
-    """Trials finished or running (before trial `number`, if given): what counts towards the
-    study's total once the running ones end."""
-    from optuna.trial import TrialState
-
-    states = (TrialState.COMPLETE, TrialState.PRUNED, TrialState.RUNNING)
-    trials = study.get_trials(deepcopy=False, states=states)
-    return sum(1 for t in trials if number is None or t.number < number)
-
-
-def grid_points(space: SearchSpace) -> list[dict[str, Any]]:
-    """Every combination of the parameters' grid values, the paper's values first if they are
-    one of them, then in the space file's order."""
-    import itertools
-
-    grid = space.grid()
-    points = [dict(zip(grid, values, strict=True)) for values in itertools.product(*grid.values())]
-    paper = space.paper_values()
-    return sorted(points, key=lambda point: point != paper)
-
-
-def initial_trials(space: SearchSpace, sampler: str) -> list[dict[str, Any]]:
-    """What a new study queues: the paper's values (every study's reference point); under the
-    grid sampler, every grid point in order (so any number of workers shares one grid)."""
-    if sampler == "grid":
-        return grid_points(space)
-    paper = space.paper_values()  # parameters without a paper value are drawn
-    return [paper] if paper else []
-
-
-def waiting_trials(study: Any) -> int:
-    from optuna.trial import TrialState
-
-    return len(study.get_trials(deepcopy=False, states=(TrialState.WAITING,)))
-
-
-class StudyTotal:
-    """Stop this worker once the study's finished and running trials reach `n_trials`.
-
-    Optuna's `MaxTrialsCallback` counts finished trials only, so two workers can both start a
-    last trial and overshoot; counting the running ones (and, in the objective, refusing a trial
-    whose lower-numbered trials already make the total) keeps the total exact.
-    """
-
-    def __init__(self, n_trials: int, grid: bool = False, max_failed: int = 5) -> None:
-        self.n_trials = n_trials
-        self.grid = grid  # a grid study also ends when its queue of grid points is empty
-        self.max_failed = max_failed
-        self.failed_in_a_row = 0
-
-    def done(self, study: Any) -> bool:
-        return taken_before(study) >= self.n_trials or (self.grid and not waiting_trials(study))
-
-    def __call__(self, study: Any, trial: Any) -> None:
-        from optuna.trial import TrialState
-
-        fail_stale_trials(study)  # a dead worker's trial must not count towards the total
-        surplus = isinstance(trial.user_attrs.get("error"), str) and trial.user_attrs[
-            "error"
-        ].startswith("surplus")
-        if trial.state == TrialState.FAIL and not surplus:
-            self.failed_in_a_row += 1
-        elif trial.state in (TrialState.COMPLETE, TrialState.PRUNED):
-            self.failed_in_a_row = 0
-        if self.done(study) or self.failed_in_a_row >= self.max_failed:
-            study.stop()
 
 
 def run_sweep(options: SweepOptions, console: Any = None) -> SweepResult:
@@ -252,8 +142,8 @@ def _run_locked(options: SweepOptions, console: Any) -> SweepResult:
     result.wall_seconds = time.perf_counter() - start
     result.storage_seconds = clock.seconds
     result.finished = finished_trials(result.study)
-    _write_worker_stats(options.output_dir, result, clock.calls)
-    _log_study_to_wandb(result.study, options)
+    write_worker_stats(options.output_dir, result, clock.calls)
+    log_study_to_wandb(result.study, options)
     if result.metric_missing is not None:
         raise RecipeError(f"--metric {options.metric}: {result.metric_missing}")
     return result
@@ -269,7 +159,7 @@ def _optimize(options: SweepOptions, console: Any, storage: Any, result: SweepRe
     result.study = study
     check_identity(study, options, created)
     if created:
-        for key, value in _study_attrs(options).items():
+        for key, value in study_attrs(options).items():
             study.set_user_attr(key, value)
     if created or not study.trials:
         for params in initial_trials(options.space, options.sampler):
@@ -338,18 +228,6 @@ def recorded_identity(study: Any, wait: float = 10.0) -> dict[str, Any] | None:
         time.sleep(0.2)  # another worker created it a moment ago
 
 
-def fail_stale_trials(study: Any) -> None:
-    """Fail (and enqueue again) the RUNNING trials whose worker is gone, as Optuna does before
-    each trial: at the start and after every trial too, so that they never make the total."""
-    import warnings
-
-    import optuna
-
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
-        optuna.storages.fail_stale_trials(study)
-
-
 class _OneLine:
     """A logging filter: Optuna's record of a failed trial without its traceback (the cause's
     repr stays in the line); for a `TrialFailed`, whose line epx prints itself, no record."""
@@ -371,18 +249,6 @@ def one_line_optuna_logs() -> None:
     for handler in logging.getLogger("optuna").handlers:
         if not any(isinstance(f, _OneLine) for f in handler.filters):
             handler.addFilter(_OneLine())
-
-
-def _study_attrs(options: SweepOptions) -> dict[str, Any]:
-    return {
-        "recipe": str(options.recipe),
-        "method": options.method,
-        "metric": options.metric,
-        "space": options.space.path,
-        "overrides": list(options.overrides),
-        "repeats": options.repeats,
-        "output_dir": str(options.output_dir),
-    }
 
 
 class _Objective:
@@ -410,7 +276,7 @@ class _Objective:
         trial_dir = options.output_dir / f"trial-{trial.number:04d}"
         shown = ", ".join(f"{k.split('.', 1)[-1]}={_short(v)}" for k, v in params.items())
         self.console.print(f"[bold]trial {trial.number}[/] {shown}", highlight=False)
-        run = _wandb_trial_run(options, trial, params)
+        run = wandb_trial_run(options, trial, params)
         values: list[float] = []
         state = "fail"
         try:
@@ -456,7 +322,7 @@ class _Objective:
                 finished = child.process.poll() is not None
                 for record in child.tail.read_new():
                     if run is not None:
-                        run.log({**_loggable(record), "seed": seed})
+                        run.log({**loggable(record), "seed": seed})
                     value = finite(record.get(options.metric))
                     step = int(record.get("step", 0))
                     if index == 0 and value is not None and step not in reported:
@@ -487,161 +353,7 @@ class _Objective:
             raise TrialFailed(f"seed {seed}: {error}") from None
 
 
-def trial_command(
-    options: SweepOptions, params: dict[str, Any], seed: int, folder: Path
-) -> list[str]:
-    """The child's command line: the launcher (default: this Python) then `-m epx.cli train`."""
-    command = shlex.split(options.launcher) if options.launcher else [sys.executable]
-    command += ["-m", "epx.cli", "train", str(options.recipe)]
-    overrides = [*options.overrides, f"shaping.method={options.method}", *as_overrides(params)]
-    overrides += [f"grpo.seed={seed}", f"output_dir={folder}", "logging.mode=disabled"]
-    for override in overrides:
-        command += ["--set", override]
-    return command
-
-
-def _die_with_parent() -> None:  # pragma: no cover - runs in the child before exec
-    """Linux: the child is killed when the worker that started it dies (even by SIGKILL).
-    Also SIGINT back to its default: Python installs its Ctrl-C handler (the clean stop of a
-    pruned trial) only when SIGINT is not ignored, and an ignored SIGINT would be inherited."""
-    signal.signal(signal.SIGINT, signal.SIG_DFL)
-    try:
-        import ctypes
-
-        ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
-    except Exception:
-        pass
-
-
-def start_child(options: SweepOptions, params: dict[str, Any], seed: int, folder: Path) -> _Child:
-    folder.mkdir(parents=True, exist_ok=True)
-    for stale in ("metrics.jsonl",):  # a retried trial starts its seed from scratch
-        (folder / stale).unlink(missing_ok=True)
-    for checkpoint in folder.glob("checkpoint-*"):
-        import shutil
-
-        shutil.rmtree(checkpoint, ignore_errors=True)
-    log = (folder / "train.log").open("w", encoding="utf-8")
-    env = {**os.environ, "PYTHONUNBUFFERED": "1", "COLUMNS": "200"}
-    process = subprocess.Popen(
-        trial_command(options, params, seed, folder),
-        stdout=log,
-        stderr=subprocess.STDOUT,
-        env=env,
-        start_new_session=True,
-        preexec_fn=_die_with_parent if os.name == "posix" else None,
-    )
-    return _Child(process, folder, MetricsTail(folder / "metrics.jsonl"), log)
-
-
-def stop_child(child: _Child) -> None:
-    """End the child's process group: SIGINT (a clean stop), then SIGKILL."""
-    if child.process.poll() is not None:
-        return
-    for sig, wait in ((signal.SIGINT, STOP_SECONDS), (signal.SIGKILL, 10.0)):
-        try:
-            os.killpg(child.process.pid, sig)
-        except (ProcessLookupError, PermissionError):
-            return
-        try:
-            child.process.wait(timeout=wait)
-            return
-        except subprocess.TimeoutExpired:
-            continue
-
-
-def last_line(folder: Path) -> str:
-    """The last non-empty line a child printed (its error, when it failed)."""
-    try:
-        lines = (folder / "train.log").read_text(errors="replace").splitlines()
-    except OSError:
-        return "(no output)"
-    text = next((line.strip() for line in reversed(lines) if line.strip()), "(no output)")
-    return text.removeprefix("epx: error: ")
-
-
 def _short(value: Any) -> str:
     return f"{value:.4g}" if isinstance(value, float) else str(value)
 
 
-def _loggable(record: dict[str, Any]) -> dict[str, Any]:
-    return {
-        k: v for k, v in record.items() if isinstance(v, int | float) and not isinstance(v, bool)
-    }
-
-
-def _wandb_trial_run(options: SweepOptions, trial: Any, params: dict[str, Any]) -> Any:
-    """The trial's own W&B run (grouped by study, typed by method), or None when disabled."""
-    if options.wandb_mode == "disabled":
-        return None
-    import wandb
-
-    from epx.recipe import load_recipe
-
-    recipe = load_recipe(
-        options.recipe,
-        [*options.overrides, f"shaping.method={options.method}", *as_overrides(params)],
-    )
-    return wandb.init(
-        project=options.wandb_project,
-        group=options.study_name,
-        job_type=options.method,
-        name=f"{options.study_name}-trial-{trial.number:04d}",
-        config={
-            "recipe": recipe.model_dump(mode="json", exclude={"source"}),
-            "params": params,
-            "trial": trial.number,
-            "study": options.study_name,
-        },
-        tags=["epx-sweep", options.method, options.study_name],
-        dir=str(options.output_dir),
-        mode=options.wandb_mode,
-        reinit="create_new",
-        settings=wandb.Settings(console="off", silent=True),
-    )
-
-
-def _log_study_to_wandb(study: Any, options: SweepOptions) -> None:
-    """A study-level W&B run: best value, best params and the trials table."""
-    if options.wandb_mode == "disabled":
-        return
-    import wandb
-
-    from epx.sweep.report import trial_rows
-
-    columns, rows = trial_rows(study)
-    run = wandb.init(
-        project=options.wandb_project,
-        group=options.study_name,
-        job_type="study",
-        name=f"{options.study_name}-study",
-        config={"study": options.study_name, **_study_attrs(options)},
-        tags=["epx-sweep", "study", options.method],
-        dir=str(options.output_dir),
-        mode=options.wandb_mode,
-        reinit="create_new",
-        settings=wandb.Settings(console="off", silent=True),
-    )
-    try:
-        run.log({"trials": wandb.Table(columns=columns, data=[[str(c) for c in r] for r in rows])})
-        try:
-            run.summary["best_value"] = study.best_value
-            run.summary["best_params"] = study.best_params
-        except ValueError:  # no complete trial yet
-            pass
-    finally:
-        run.finish()
-
-
-def _write_worker_stats(output_dir: Path, result: SweepResult, calls: int) -> None:
-    folder = output_dir / "workers"
-    folder.mkdir(parents=True, exist_ok=True)
-    stats = {
-        "worker": result.worker,
-        "trials_run": result.trials_run,
-        "wall_seconds": result.wall_seconds,
-        "storage_seconds": result.storage_seconds,
-        "storage_calls": calls,
-    }
-    name = result.worker.replace(":", "-")
-    (folder / f"{name}.json").write_text(json.dumps(stats, indent=2) + "\n")

@@ -16,6 +16,7 @@ choices). Every problem is a `RecipeError` naming the file and the key, raised b
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -173,6 +174,14 @@ def load_space(path: str | Path) -> SearchSpace:
     return parse_space(read_yaml(path), str(path))
 
 
+def trial_overrides(
+    base: Sequence[str], method: str, params: dict[str, Any], seed: int | None = None
+) -> list[str]:
+    """A trial's `--set` values: the sweep's own, its method, the trial's parameters and seed."""
+    seeded = [f"grpo.seed={seed}"] if seed is not None else []
+    return [*base, f"shaping.method={method}", *as_overrides(params), *seeded]
+
+
 def as_overrides(values: dict[str, Any]) -> list[str]:
     """`--set key=value` strings for the sampled values (YAML-typed, as `--set` parses them)."""
     import yaml
@@ -189,7 +198,7 @@ def check_against_recipe(
     from epx.errors import EpxError
     from epx.recipe import load_recipe
 
-    base = [*overrides, f"shaping.method={space.method}"]
+    base = trial_overrides(overrides, space.method, {})
     for param in space.params:
         for value in _probe_values(param):
             try:

@@ -12,8 +12,8 @@ from typing import Any
 from transformers import TrainerCallback
 from transformers.trainer_callback import ExportableState
 
+from epx.run_dir import RunDir
 from epx.stage import StageParams, StageTracker
-from epx.train.resume import SUMMARY_FILE
 
 
 class StageCallback(TrainerCallback, ExportableState):
@@ -43,15 +43,16 @@ class StageCallback(TrainerCallback, ExportableState):
 
 
 class MetricsFileCallback(TrainerCallback):
-    """Appends one JSON object per logged step (with `step`) to OUTPUT_DIR/metrics.jsonl; the
-    end-of-training summary (runtime, loss) goes to OUTPUT_DIR/summary.json instead.
+    """Appends one JSON object per logged step (with `step`) to the run's metrics.jsonl; the
+    end-of-training summary (runtime, loss) goes to its summary.json instead.
 
     On resume, lines past the checkpoint's step (logged after it, then lost with the crash) are
     dropped first, so the file never holds a step twice.
     """
 
-    def __init__(self, path: str | Path) -> None:
-        self.path = Path(path)
+    def __init__(self, run_dir: RunDir) -> None:
+        self.run_dir = run_dir
+        self.path = run_dir.metrics
 
     def on_train_begin(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
         if state.is_world_process_zero:
@@ -68,7 +69,7 @@ class MetricsFileCallback(TrainerCallback):
             summary = {"global_step": state.global_step, "max_steps": state.max_steps, **record}
             summary["finished"] = state.global_step >= state.max_steps
             summary.pop("step")
-            (self.path.parent / SUMMARY_FILE).write_text(json.dumps(summary, indent=2) + "\n")
+            self.run_dir.summary.write_text(json.dumps(summary, indent=2) + "\n")
             return
         with self.path.open("a") as handle:
             handle.write(json.dumps(record) + "\n")
@@ -170,9 +171,9 @@ class RecipeSnapshotCallback(TrainerCallback):
         self.recipe_yaml = recipe_yaml
 
     def on_save(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
-        folder = Path(args.output_dir) / f"checkpoint-{state.global_step}"
+        folder = RunDir(args.output_dir).checkpoint(state.global_step)
         if state.is_world_process_zero and folder.is_dir():
-            (folder / "recipe.yaml").write_text(self.recipe_yaml)
+            RunDir(folder).recipe.write_text(self.recipe_yaml)  # the run's name for a recipe
 
 
 CONSOLE_COLUMNS = (  # (metric, label, unit)

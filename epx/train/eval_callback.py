@@ -17,7 +17,6 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from contextlib import AbstractContextManager, nullcontext
-from pathlib import Path
 from typing import Any
 
 from transformers import TrainerCallback
@@ -25,6 +24,7 @@ from transformers import TrainerCallback
 from epx.benchmarks import LoadedBenchmark, load_benchmark, parse_bench_list
 from epx.evaluation import evaluate_benchmarks, flat_metrics
 from epx.generation import HFGenerator, SamplingSettings
+from epx.run_dir import RunDir
 
 LogFn = Callable[[dict[str, float], int], None]
 
@@ -42,15 +42,15 @@ class EvalCallback(TrainerCallback):
         after_training: bool = True,
         limit: int | None = None,
         data: Any = None,
-        output_dir: str | Path | None = None,
+        run_dir: RunDir | None = None,
         workers: int | None = None,
         strictness: str = "final",
         log_fn: LogFn | None = None,
         tokenizer: Any = None,
     ) -> None:
         """`data`: the recipe's data section the prompt is built with (`epx.data.
-        prompt_function`; None: the paper's prompt); `output_dir` keeps each evaluation's samples
-        in `<output_dir>/step-<N>/`; `tokenizer` defaults to the trainer's processing class."""
+        prompt_function`; None: the paper's prompt); `run_dir` keeps each evaluation's samples
+        (`RunDir.evaluation(step)`); `tokenizer` defaults to the trainer's processing class."""
         if every_n_steps < 1:
             raise ValueError(f"every_n_steps must be >= 1, got {every_n_steps}")
         self.benches = list(benches)
@@ -60,7 +60,7 @@ class EvalCallback(TrainerCallback):
         self.after_training = after_training
         self.limit = limit
         self.data = data
-        self.output_dir = Path(output_dir) if output_dir is not None else None
+        self.run_dir = run_dir
         self.workers = workers
         self.strictness = strictness
         self.log_fn = log_fn
@@ -99,7 +99,7 @@ class EvalCallback(TrainerCallback):
             "after_training": section.after_training,
             "limit": section.limit,
             "data": recipe.data,
-            "output_dir": Path(recipe.output_dir) / "eval" if recipe.output_dir else None,
+            "run_dir": RunDir(recipe.output_dir) if recipe.output_dir else None,
             "strictness": recipe.reward.strictness,
         }
         return cls(benches, sampling, **{**kwargs, **overrides})
@@ -108,7 +108,7 @@ class EvalCallback(TrainerCallback):
         """Evaluate `model` now, record and log the metrics for `step`."""
         from epx.data import prompt_function
 
-        output_dir = self.output_dir / f"step-{step}" if self.output_dir else None
+        output_dir = self.run_dir.evaluation(step).path if self.run_dir else None
         if output_dir is not None:
             output_dir.mkdir(parents=True, exist_ok=True)
         results = evaluate_benchmarks(

@@ -22,13 +22,13 @@ completions, however they are spread over processes and micro-batches.
 from __future__ import annotations
 
 import math
-from pathlib import Path
 from typing import Any
 
 import torch
 from torch import Tensor
 from transformers import TrainerCallback
 
+from epx.run_dir import RunDir
 from epx.shaping import sequence_log_ppl
 from epx.train.batch_keys import INFO_PREFIX, ORIGINAL_KEY
 from epx.train.rollouts import RolloutRecorder
@@ -87,10 +87,10 @@ class StepObserver(TrainerCallback):
 
     `trainer` gives the accelerator, `record_metrics` and the stage detector's callback."""
 
-    def __init__(self, trainer: Any, recorder: RolloutRecorder, rollouts_dir: Path) -> None:
+    def __init__(self, trainer: Any, recorder: RolloutRecorder, run_dir: RunDir) -> None:
         self.trainer = trainer
         self.recorder = recorder
-        self.rollouts_dir = rollouts_dir
+        self.run_dir = run_dir
         self.sums: Tensor | None = None
 
     def observe(self, step: int, inputs: dict[str, Any], logps: Tensor, entropies: Tensor) -> None:
@@ -117,4 +117,4 @@ class StepObserver(TrainerCallback):
         stage = self.trainer.stage_callback().update(reward, entropy)
         detector = {"stage/reward": reward, "stage/entropy": entropy, "stage": float(stage)}
         self.trainer.record_metrics({**values, **detector, **timing})
-        self.recorder.write(state.global_step, accelerator, self.rollouts_dir)
+        self.recorder.write(state.global_step, accelerator, self.run_dir)

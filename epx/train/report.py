@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import Any
 
 from epx.records import read_records
+from epx.run_dir import RunDir
 
 PANELS = (
     ("reward and accuracy", (("reward", "reward"), ("accuracy", "accuracy"))),
@@ -111,11 +112,6 @@ def plot_curves(path: str | Path, out_png: str | Path) -> Path | None:
 SAMPLES_SHOWN = 3
 
 
-def read_eval_records(path: Path) -> list[dict[str, Any]]:
-    """The per-sample records of one evaluation's benchmark file (torn lines skipped)."""
-    return read_records(path)
-
-
 def eval_summary(records: list[dict[str, Any]]) -> dict[str, float]:
     """Accuracy, the share of completions that ended within the token limit, mean length."""
     count = len(records)
@@ -129,24 +125,21 @@ def eval_summary(records: list[dict[str, Any]]) -> dict[str, float]:
 def before_after(output_dir: str | Path, bench: str) -> dict[str, Any] | None:
     """The held-out check of a run: its first and last in-training evaluations of `bench`.
 
-    Reads `eval/step-<N>/<bench>.jsonl` (`records_file_of`); None unless two evaluations
-    exist. Returns the steps,
-    each one's `eval_summary`, the problem count, and the first `SAMPLES_SHOWN` problems'
-    completions before and after (problem, gold, completion, answer, status).
+    None unless two evaluations of it exist. Returns the steps, each one's `eval_summary`, the
+    problem count, and the first `SAMPLES_SHOWN` problems' completions before and after
+    (problem, gold, completion, answer, status).
     """
     from epx.benchmarks import records_file_of
 
-    eval_dir, records_file = Path(output_dir) / "eval", records_file_of(bench)
-    steps = sorted(
-        int(folder.name.removeprefix("step-"))
-        for folder in eval_dir.glob("step-*")
-        if folder.name.removeprefix("step-").isdigit() and (folder / records_file).is_file()
-    )
+    run_dir, records_file = RunDir(output_dir), records_file_of(bench)
+    steps = [
+        step
+        for step in run_dir.evaluation_steps()
+        if run_dir.evaluation(step).records(records_file).is_file()
+    ]
     if len(steps) < 2:
         return None
-    first, last = (
-        read_eval_records(eval_dir / f"step-{s}" / records_file) for s in steps[:: len(steps) - 1]
-    )
+    first, last = (run_dir.evaluation(s).read_records(records_file) for s in (steps[0], steps[-1]))
     if not first or not last:
         return None
     after_by_id = {(r["problem_id"], r["sample"]): r for r in last}

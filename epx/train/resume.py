@@ -24,9 +24,8 @@ import yaml
 from epx.checkpoints import checkpoint_folders, latest_usable, optimizer_problem, trainer_state
 from epx.errors import RunStateError
 from epx.recipe import Recipe, flatten, recipe_to_yaml
+from epx.run_dir import RunDir
 
-SUMMARY_FILE = "summary.json"  # the end-of-training record (runtime, loss, whether it finished)
-RESUMES_FILE = "resumes.jsonl"
 # Keys a resumed segment may change: where results go, what is logged or evaluated, the budget.
 RESUMABLE = ("output_dir", "logging.", "eval.", "analysis.", "launch.", "grpo.max_steps",
              "grpo.num_train_epochs", "grpo.save_steps", "grpo.save_total_limit",
@@ -92,7 +91,7 @@ def plan_start(output_dir: Path, recipe: Recipe, *, resume: bool, force: bool = 
             f"--resume: {checkpoint.name} has {missing}: it would continue with a fresh "
             "optimizer; pass --resume --force to accept that"
         )
-    saved = checkpoint / "recipe.yaml"
+    saved = RunDir(checkpoint).recipe  # a checkpoint keeps its recipe under the same name
     if saved.is_file():
         old = yaml.safe_load(saved.read_text()) or {}
         new = yaml.safe_load(recipe_to_yaml(recipe))
@@ -109,7 +108,7 @@ def plan_start(output_dir: Path, recipe: Recipe, *, resume: bool, force: bool = 
 def _finished_at(output_dir: Path, checkpoint_step: int) -> int:
     """The step the run reached: its checkpoint's, or summary.json's when training ended later."""
     try:
-        summary = json.loads((output_dir / SUMMARY_FILE).read_text())
+        summary = json.loads(RunDir(output_dir).summary.read_text())
         return max(checkpoint_step, int(summary.get("global_step", 0)))
     except (OSError, ValueError, TypeError):
         return checkpoint_step
@@ -118,7 +117,7 @@ def _finished_at(output_dir: Path, checkpoint_step: int) -> int:
 def record_resume(output_dir: Path, plan: StartPlan, recipe: Recipe) -> Path:
     """Keep this segment's recipe (`recipe-from-step-N.yaml`) and a line in `resumes.jsonl`."""
     step = trainer_state(plan.checkpoint)["global_step"]  # type: ignore[arg-type,index]
-    recipe_path = output_dir / f"recipe-from-step-{step}.yaml"
+    recipe_path = RunDir(output_dir).segment_recipe(step)
     recipe_path.write_text(recipe_to_yaml(recipe))
     line = {
         "time": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
@@ -129,6 +128,6 @@ def record_resume(output_dir: Path, plan: StartPlan, recipe: Recipe) -> Path:
         "differences": [{"key": k, "there": old, "now": new} for k, old, new in plan.differences],
         "recipe": recipe_path.name,
     }
-    with (output_dir / RESUMES_FILE).open("a") as handle:
+    with RunDir(output_dir).resumes.open("a") as handle:
         handle.write(json.dumps(line) + "\n")
     return recipe_path

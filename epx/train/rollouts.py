@@ -32,9 +32,9 @@ import zlib
 from pathlib import Path
 from typing import Any
 
+from epx.run_dir import RunDir
 from epx.train.batch_keys import INFO_NAMES, INFO_PREFIX, ROW_KEY
 
-FILE_PATTERN = "step-{step:06d}.parquet"
 ROW_BYTES = 34  # step 4, prompt_id 8, sample 2, reward/correct/advantage/log_ppl/entropy 4 x 5, length 4 (+1 bool, rounded)
 TOKEN_BYTES = 20  # token id 4 + entropy, log-prob, position, advantage 4 x 4
 FILE_OVERHEAD = 16 * 1024
@@ -124,7 +124,7 @@ TOKENS = (("token_ids", "int32"), ("token_entropy", "float32"), ("token_logprob"
 
 
 def write_rollouts(
-    folder: Path, step: int, records: list[dict[str, Any]], limit: int
+    run_dir: RunDir, step: int, records: list[dict[str, Any]], limit: int
 ) -> Path | None:
     """Keep the first `limit` records in generation order and write them as one Parquet file
     (written to a temporary name, then renamed: a crash never leaves half a file)."""
@@ -140,8 +140,8 @@ def write_rollouts(
             columns[name] = pa.array(
                 [r[name] for r in chosen], type=pa.list_(pa.type_for_alias(kind))
             )
-    folder.mkdir(parents=True, exist_ok=True)
-    path = folder / FILE_PATTERN.format(step=step)
+    path = run_dir.rollout_file(step)
+    path.parent.mkdir(parents=True, exist_ok=True)
     partial = path.with_suffix(".parquet.partial")
     pq.write_table(pa.table(columns), partial, compression="zstd")
     partial.replace(path)
@@ -192,7 +192,7 @@ class RolloutRecorder:
         )
         self.rows.update(int(rows[i]) for i in fresh)
 
-    def write(self, step: int, accelerator: Any, folder: Path) -> Path | None:
+    def write(self, step: int, accelerator: Any, run_dir: RunDir) -> Path | None:
         """At a logged step: every process's records to the main one, which writes them."""
         if self.step != step:
             return None
@@ -202,7 +202,7 @@ class RolloutRecorder:
 
             records = list(gather_object(records))
         path = (
-            write_rollouts(folder, step, records, self.max_samples)
+            write_rollouts(run_dir, step, records, self.max_samples)
             if accelerator.is_main_process
             else None
         )

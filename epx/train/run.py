@@ -10,10 +10,8 @@ from typing import Any
 
 from epx.errors import RecipeError, RunError
 from epx.recipe import Recipe, recipe_to_yaml
+from epx.run_dir import RunDir
 
-RECIPE_FILE = "recipe.yaml"
-METRICS_FILE = "metrics.jsonl"
-SAMPLES_FILE = "samples.jsonl"
 SAMPLES_PER_STEP = 8  # training completions kept per logged step (about 2 KB)
 
 
@@ -82,17 +80,18 @@ def _train(recipe: Recipe, *, resume: bool, force: bool) -> TrainResult:
     # one line stays one line in logs and pipes; only the main process speaks
     console = Console(stderr=True, soft_wrap=True, quiet=not main_process)
     output_dir = Path(recipe.output_dir)
+    run_dir = RunDir(output_dir)
     plan = plan_start(output_dir, recipe, resume=resume, force=force)
     for name, why in plan.passed:
         console.print(f"[yellow]{name} is unusable ({why}): passed over[/]", highlight=False)
-    metrics_path = output_dir / METRICS_FILE
+    metrics_path = run_dir.metrics
     if plan.finished:
         console.print(
             f"{output_dir} is finished (step {plan.finished_step} of grpo.max_steps "
             f"{recipe.grpo.get('max_steps')}): nothing to train; raise grpo.max_steps to go on",
             highlight=False,
         )
-        curves = output_dir / "curves.png"
+        curves = run_dir.curves
         return TrainResult(output_dir, plan.finished_step or 0, metrics_path, curves)
     check_launch_inputs(recipe)
     world = int(os.environ.get("WORLD_SIZE", "1"))
@@ -117,7 +116,7 @@ def _train(recipe: Recipe, *, resume: bool, force: bool) -> TrainResult:
     configure_wandb(recipe, output_dir)
     if main_process:
         if plan.checkpoint is None:
-            (output_dir / RECIPE_FILE).write_text(recipe_to_yaml(recipe))
+            run_dir.recipe.write_text(recipe_to_yaml(recipe))
         else:
             record_resume(output_dir, plan, recipe)
     for key, old, new in plan.differences:
@@ -141,7 +140,7 @@ def _train(recipe: Recipe, *, resume: bool, force: bool) -> TrainResult:
                 f"complete checkpoint in {output_dir} is kept: relaunch with --resume"
             ) from None
         raise
-    final = output_dir / "final"
+    final = run_dir.final
     trainer.save_final(str(final))
     _finish_wandb()
     curves = None
@@ -217,10 +216,11 @@ def _report(recipe: Recipe, output_dir: Path, final: Path, steps: int, console: 
         write_model_card,
     )
 
-    metrics_path = output_dir / METRICS_FILE
+    run_dir = RunDir(output_dir)
+    metrics_path = run_dir.metrics
     curves = None
     if metrics_path.exists():
-        curves = plot_curves(metrics_path, output_dir / "curves.png")
+        curves = plot_curves(metrics_path, run_dir.curves)
         console.print(summary_table(metrics_path))
     check = before_after(output_dir, recipe.eval.benches[0]) if recipe.eval.benches else None
     if check is not None:
@@ -272,8 +272,8 @@ def build_trainer(recipe: Recipe, reward_funcs: list[Any] | None = None) -> Any:
         args.reward_weights = weights
     callbacks = [
         StageCallback.for_params(recipe.stage),
-        MetricsFileCallback(Path(recipe.output_dir) / METRICS_FILE),
-        SamplesFileCallback(Path(recipe.output_dir) / SAMPLES_FILE, SAMPLES_PER_STEP),
+        MetricsFileCallback(RunDir(recipe.output_dir)),
+        SamplesFileCallback(RunDir(recipe.output_dir).samples, SAMPLES_PER_STEP),
         RecipeSnapshotCallback(recipe_to_yaml(recipe)),
         RichProgressCallback(),
     ]

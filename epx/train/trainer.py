@@ -20,7 +20,6 @@ loss may be wrapped; the seams never look at which object it is.
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Any
 
 import torch
@@ -29,6 +28,7 @@ from trl import GRPOTrainer
 from epx.errors import RunError
 from epx.interventions import group_quantile_mask, restriction_mask
 from epx.recipe import AnalysisSection, SamplingSection, ShapingSection
+from epx.run_dir import RunDir
 from epx.schedule import position_on
 from epx.shaping import apply_shaping, ppl_weights, sequence_log_ppl
 from epx.train.batch_keys import (
@@ -44,8 +44,6 @@ from epx.train.dynamic import DynamicBatch, extra_inputs
 from epx.train.observer import StepObserver
 from epx.train.rollouts import RolloutRecorder
 from epx.train.rows import count_metrics, reward_counts, row_info
-
-ROLLOUTS_DIR = "rollouts"
 
 
 class EpxGRPOTrainer(GRPOTrainer):
@@ -72,7 +70,7 @@ class EpxGRPOTrainer(GRPOTrainer):
             self.num_generations,
         )
         self.clock = StepClock()
-        self.observer = StepObserver(self, recorder, Path(self.args.output_dir) / ROLLOUTS_DIR)
+        self.observer = StepObserver(self, recorder, RunDir(self.args.output_dir))
         self.add_callback(self.observer)
         self._loss_inputs: dict[str, Any] | None = None  # the batch of the `_compute_loss` call
         self.stop_ids = sorted({*self.eos_token_ids, self._tokenizer.pad_token_id} - {None})
