@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from math_verify import parse, verify
-
 from epx.metrics import majority_vote
 from epx.rewards import score_many
 
@@ -19,10 +17,8 @@ def test_equivalent_forms_share_one_key_and_win_together():
     keys = [s.key for s in scores]
     assert keys[1] == keys[2] == keys[4]  # 0.5, \frac12 and 1/2 are one cluster
     assert keys[0] == keys[3] != keys[1]
-    # pairwise verify agrees with the clusters
-    parsed = [parse(f"$\\boxed{{{a}}}$") for a in ["0.5", "\\frac12", "1/2", "3"]]
-    assert all(verify(parsed[i], parsed[j]) for i in range(3) for j in range(3))
-    assert not any(verify(parsed[3], parsed[i]) for i in range(3))
+    # the scorer credits the cluster of the gold and only it
+    assert [s.correct for s in scores] == [False, True, True, False, True]
     vote = majority_vote(keys, [s.correct for s in scores])
     assert (vote.key, vote.count, vote.correct) == (keys[1], 3, True)  # 3 beats "3" x2
 

@@ -71,7 +71,7 @@ def run(tmp_path: Path, name: str, launcher: list[str]) -> Path:
 
 def test_two_ranks_split_the_chunks_and_match_one_process(tmp_path):
     torchrun = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2"]
-    two = run(tmp_path, "two", [*torchrun, "--master_port", "29531"])
+    two = run(tmp_path, "two", [*torchrun, "--standalone"])
     one = run(tmp_path, "one", [sys.executable])
     reports = [json.loads((two / f"rank{rank}.json").read_text()) for rank in (0, 1)]
     assert [(r["rank"], r["world"]) for r in reports] == [(0, 2), (1, 2)]

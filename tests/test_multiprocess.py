@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 from test_parity import fsdp_config
-from tests_shared import without_wall_time
+from tests_shared import free_port, without_wall_time
 
 REPO = Path(__file__).resolve().parents[1]
 TINY = REPO / "recipes" / "tiny-random.yaml"
@@ -27,9 +27,9 @@ SHAPED = ("shaping/ppl/weight_mean", "shaping/position/bonus_abs_mean", "entropy
           "entropy/negative", "log_ppl/positive", "log_ppl/negative", "stage")  # fmt: skip
 
 
-def torchrun(port: int) -> list[str]:
+def torchrun() -> list[str]:
     return [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2",
-            "--master_port", str(port), "-m", "epx.cli"]  # fmt: skip
+            "--standalone", "-m", "epx.cli"]  # fmt: skip
 
 
 def train(launcher: list[str], run: Path, *sets: str, resume: bool = False, timeout: int = 600):
@@ -49,9 +49,9 @@ def test_torchrun_epx_train_shapes_and_records_like_one_process(tmp_path):
     one = train([sys.executable, "-m", "epx.cli"], tmp_path / "one", "shaping.method=both",
                 "grpo.max_steps=3")  # fmt: skip
     assert one.returncode == 0, one.stderr[-3000:]
-    both = train(torchrun(29551), tmp_path / "both", "shaping.method=both", "grpo.max_steps=3")
+    both = train(torchrun(), tmp_path / "both", "shaping.method=both", "grpo.max_steps=3")
     assert both.returncode == 0, both.stderr[-3000:]
-    none = train(torchrun(29551), tmp_path / "none", "shaping.method=none", "grpo.max_steps=3")
+    none = train(torchrun(), tmp_path / "none", "shaping.method=none", "grpo.max_steps=3")
     assert none.returncode == 0, none.stderr[-3000:]
     assert both.stderr.count("epx train: ") == 1  # only the main process prints the header
     assert "2 processes (DDP, gloo)" in both.stderr
@@ -71,7 +71,7 @@ def test_torchrun_epx_train_shapes_and_records_like_one_process(tmp_path):
 @pytest.mark.slow
 def test_a_killed_rank_ends_the_launch_in_one_line_and_resume_continues(tmp_path):
     run = tmp_path / "run"
-    command = [*torchrun(29553), "train", str(TINY), "--set", f"output_dir={run}", *COMMON,
+    command = [*torchrun(), "train", str(TINY), "--set", f"output_dir={run}", *COMMON,
                "--set", "grpo.max_steps=400", "--set", "grpo.save_steps=2"]  # fmt: skip
     launch = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
                               env=ENV, start_new_session=True)  # fmt: skip
@@ -92,7 +92,7 @@ def test_a_killed_rank_ends_the_launch_in_one_line_and_resume_continues(tmp_path
     assert "another process of this launch stopped" in epx_lines[0] or "SIGTERM" in epx_lines[0]
     assert "[rank0]: Traceback" not in stderr
     last = max(int(p.name.split("-")[1]) for p in run.glob("checkpoint-*"))
-    resumed = train(torchrun(29553), run, "grpo.max_steps=" + str(last + 3), "grpo.save_steps=2",
+    resumed = train(torchrun(), run, "grpo.max_steps=" + str(last + 3), "grpo.save_steps=2",
                     resume=True)  # fmt: skip
     assert resumed.returncode == 0, resumed.stderr[-3000:]
     logged = [r["step"] for r in steps(run)]
@@ -103,7 +103,7 @@ def test_a_killed_rank_ends_the_launch_in_one_line_and_resume_continues(tmp_path
 def test_fsdp_on_two_cpu_processes_checkpoints_resumes_and_saves_full_weights(tmp_path):
     config = fsdp_config(tmp_path / "fsdp.yaml")
     launcher = [sys.executable, "-m", "accelerate.commands.launch", "--config_file", str(config),
-                "--main_process_port", "29555", str(FSDP_LAUNCHER), "-m", "epx.cli"]  # fmt: skip
+                "--main_process_port", str(free_port()), str(FSDP_LAUNCHER), "-m", "epx.cli"]  # fmt: skip
     whole, cut = tmp_path / "whole", tmp_path / "cut"
     first = train(launcher, whole, "grpo.max_steps=4", "grpo.save_steps=2")
     assert first.returncode == 0, first.stderr[-3000:]
@@ -132,7 +132,7 @@ def test_fsdp_on_two_cpu_processes_checkpoints_resumes_and_saves_full_weights(tm
     assert evaluated.returncode == 0, evaluated.stderr[-2000:]
     # without the test launcher accelerate falls back to DDP on a CPU: refused in one line
     plain = [sys.executable, "-m", "accelerate.commands.launch", "--config_file", str(config),
-             "--main_process_port", "29555", "-m", "epx.cli"]  # fmt: skip
+             "--main_process_port", str(free_port()), "-m", "epx.cli"]  # fmt: skip
     refused = train(plain, tmp_path / "refused", "grpo.max_steps=1")
     lines = [line for line in refused.stderr.splitlines() if line.startswith("epx: error: ")]
     assert refused.returncode != 0 and len(lines) == 1

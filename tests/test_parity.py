@@ -29,7 +29,7 @@ from pathlib import Path
 
 import pytest
 from parity_worker import SETUPS
-from tests_shared import WALL_TIME
+from tests_shared import WALL_TIME, free_port
 
 WORKER = Path(__file__).with_name("parity_worker.py")
 FSDP_LAUNCHER = Path(__file__).with_name("fsdp_cpu.py")
@@ -54,14 +54,14 @@ def launches(tmp_path_factory):
     assert one.returncode == 0, one.stderr[-4000:]
     ddp = subprocess.run(
         [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2",
-         "--master_port", "29541", str(WORKER), str(out / "ddp"), *setups],
+         "--standalone", str(WORKER), str(out / "ddp"), *setups],
         capture_output=True, text=True, env=env, timeout=900,
     )  # fmt: skip
     assert ddp.returncode == 0, ddp.stderr[-4000:]
     config = fsdp_config(out / "fsdp.yaml")
     fsdp = subprocess.run(
         [sys.executable, "-m", "accelerate.commands.launch", "--config_file", str(config),
-         "--main_process_port", "29543", str(FSDP_LAUNCHER), str(WORKER), str(out / "fsdp"),
+         "--main_process_port", str(free_port()), str(FSDP_LAUNCHER), str(WORKER), str(out / "fsdp"),
          *FSDP_SETUPS],
         capture_output=True, text=True, env=env, timeout=900,
     )  # fmt: skip

@@ -1,7 +1,8 @@
 """EpxGRPOTrainer on the real tiny model through the real TRL trainer.
 
 - method none: loss and gradients equal the parent GRPOTrainer's on the same batch;
-- shaping on: the advantages handed to the loss are the formula's, computed here independently;
+- shaping on: loss and gradients equal the parent's given the formula's advantages (computed
+  here independently, with loops) directly: TRL's loss used exactly those;
 - TRL's old log-probs are used when TRL computed them (no extra forward).
 """
 
@@ -122,17 +123,27 @@ def formula_advantages(adv, logps, mask, alpha_ppl, alpha_pos, k=15.0, c=0.5) ->
     return expected
 
 
-def advantages_reaching_the_loss(trainer, output, shuffle_seed: int | None = None):
-    """Run the loss on `output` (shuffled as TRL may) and return (advantages it read, row order)."""
-    rows = torch.arange(output["advantages"].size(0))
-    output = {**output, "order": rows}
-    if shuffle_seed is not None:
-        torch.manual_seed(shuffle_seed)
-        output = shuffle_sequence_dict(output)
-    order = output.pop("order")
-    trainer.model.zero_grad()
-    trainer._compute_loss(trainer.model, output)  # TRL's loss; shaping may happen in its forward
-    return output["advantages"], order
+def shuffled(output: dict, seed: int) -> tuple[dict, torch.Tensor]:
+    """The batch with its rows shuffled as TRL shuffles them, and the new row order."""
+    torch.manual_seed(seed)
+    batch = shuffle_sequence_dict({**output, "order": torch.arange(output["advantages"].size(0))})
+    return batch, batch.pop("order")
+
+
+def the_loss_used(trainer, parent, shaped: dict, plain: dict, expected: torch.Tensor, seed: int = 7):
+    """Our loss and gradients on the shaped batch (shuffled as TRL does; shaping may happen in
+    the loss's own forward) equal the parent's on the plain batch given `expected` (B, T)
+    advantages directly: so TRL's loss used exactly those advantages."""
+    ours, order = shuffled(shaped, seed)
+    theirs, same = shuffled({k: v for k, v in plain.items() if not k.startswith("epx_")}, seed)
+    assert torch.equal(order, same) and not torch.equal(order, torch.arange(len(order)))
+    theirs["advantages"] = expected[order].to(plain["advantages"].dtype)
+    loss, grads = loss_and_grads(trainer, ours)
+    parent_loss, parent_grads = loss_and_grads(parent, theirs)
+    torch.testing.assert_close(loss, parent_loss, atol=1e-7, rtol=1e-5)
+    assert len(grads) == len(parent_grads) > 0
+    for grad, parent_grad in zip(grads, parent_grads, strict=True):
+        torch.testing.assert_close(grad, parent_grad, atol=1e-7, rtol=1e-4)
 
 
 PATHS = {
@@ -163,9 +174,7 @@ def test_advantages_reaching_the_loss_are_the_formulas(tmp_path, method, path):
     alpha_ppl = 0.3 if method in ("ppl", "both") else 0.0
     alpha_pos = 0.1 if method in ("position", "both") else 0.0
     expected = formula_advantages(plain["advantages"], logps, mask, alpha_ppl, alpha_pos)
-    reached, order = advantages_reaching_the_loss(trainer, shaped, shuffle_seed=7)
-    assert reached.shape == mask.shape and not torch.equal(order, torch.arange(len(order)))
-    torch.testing.assert_close(reached.double(), expected[order], atol=2e-6, rtol=1e-5)
+    the_loss_used(trainer, parent, shaped, plain, expected)
     if method != "position":  # the weights moved something: the test is not vacuous
         assert not torch.allclose(expected, plain["advantages"].unsqueeze(1).double() * mask)
 
@@ -176,8 +185,8 @@ def test_default_setup_needs_no_extra_forward(tmp_path):
     trainer._behaviour_logps = lambda output: calls.append(1)  # must not be reached
     output = generate(trainer, batch_of(trainer))
     assert "old_per_token_logps" not in output and output["advantages"].dim() == 1
-    reached, _ = advantages_reaching_the_loss(trainer, output)
-    assert reached.shape == output["completion_mask"].shape and not calls
+    loss_and_grads(trainer, output)  # shaped in the loss's own forward
+    assert output["advantages"].shape == output["completion_mask"].shape and not calls
 
 
 def test_trl_old_logps_are_used_without_extra_forward(tmp_path):
@@ -223,7 +232,9 @@ def test_interventions_keep_exactly_their_tokens_in_the_loss(tmp_path, overrides
     """Written out by hand per token: TRL's advantage where the intervention keeps the token,
     0 elsewhere (method none: no shaping on top)."""
     trainer = make_trainer(tmp_path, "shaping.method=none", *overrides)
-    output = generate(trainer, batch_of(trainer))
+    parent = parent_of(trainer)
+    inputs = batch_of(trainer)
+    output, untouched = generate(trainer, inputs), generate(parent, inputs)
     mask, plain = output["completion_mask"], output["advantages"].clone()
     logps = reference_logps(trainer.model, output, trainer.args.temperature)
     B, T = mask.shape
@@ -239,8 +250,7 @@ def test_interventions_keep_exactly_their_tokens_in_the_loss(tmp_path, overrides
                 expected[i, t] = plain[i].item()
                 kept += 1
     assert 0 < int((expected != 0).sum()) < int((plain.unsqueeze(1) * mask != 0).sum())  # not vacuous
-    reached, order = advantages_reaching_the_loss(trainer, output, shuffle_seed=5)
-    torch.testing.assert_close(reached.double(), expected[order], atol=1e-6, rtol=1e-5)
+    the_loss_used(trainer, parent, output, untouched, expected, seed=5)
     share = trainer._metrics["train"]["shaping/update/kept_share"][-1]
     assert share == pytest.approx(kept / int(mask.sum()))
 

@@ -20,6 +20,16 @@ def examples(n: int) -> int:
     return 10 * n if EXPLORE else n
 
 
+def free_port() -> int:
+    """A TCP port free on loopback now (for a launcher's rendezvous: never a fixed port, which a
+    test running beside another could share)."""
+    import socket
+
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
 def train_tiny(run: Path, steps: int, overrides: list[str], resume: bool = False) -> None:
     """Train the tiny recipe into ``run`` for ``steps`` steps (continuing it with ``resume``)."""
     from epx.recipe import load_recipe

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import hashlib
 import random
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -229,3 +229,30 @@ class DynamicBatch:
         metrics["sampling/solve_none"].append(float(counts.solve_none))
         fraction = counts.kept_groups / counts.generated_groups if counts.generated_groups else 0.0
         metrics["sampling/kept_fraction"].append(fraction)
+
+
+def dynamic_batch(
+    config: SamplingSection,
+    group_size: int,
+    inputs: list[dict[str, Any]],
+    accelerator: Any,
+    score: Callable[[list[dict[str, Any]]], dict[str, Any]],
+    draw: Callable[[int], list[dict[str, Any]]],
+    metrics: dict[str, list[float]],
+    pad_id: int,
+    step: int,
+) -> dict[str, Any]:
+    """This process's rows of a generation batch made only of groups with a signal, for global
+    step `step`: `score` generates and scores a round's inputs (round 0: `inputs`, round r:
+    `draw(r)`); the step's `metrics` (TRL's lists) end with one value each and the `sampling/*`
+    counts."""
+    before = {key: len(values) for key, values in metrics.items()}
+    local = len(inputs)
+    batch = DynamicBatch(config, group_size, local, accelerator.process_index,
+                         accelerator.num_processes)  # fmt: skip
+    round_inputs = inputs
+    while not batch.add_round(score(round_inputs), accelerator):
+        round_inputs = draw(batch.rounds)
+    output = batch.finish(accelerator, pad_id, step)
+    batch.update_metrics(metrics, before)
+    return output

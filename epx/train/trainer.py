@@ -1,16 +1,16 @@
 """`EpxGRPOTrainer`: TRL's GRPOTrainer with token-level advantage shaping. Tested against TRL 1.16.
 
-Two seams; the loss is never copied:
+Its seams (TRL's methods it overrides); the loss is never copied:
 
 1. `_generate_and_score_completions` (generation): the parent generates and scores (or dynamic
    sampling does, `epx.train.dynamic`); the per-sequence advantages (B,) become the shaped
-   (B, T) ones, which TRL's own loss accepts as they are. (`_calculate_rewards` is wrapped only
-   to time the scoring: `epx.train.clock`.)
-2. `_compute_loss`, through `_get_per_token_logps_and_entropies` (the loss's own forward): when
-   that forward is the behaviour policy's (TRL's default on-policy setup), PPL shaping happens
-   there, before TRL reads the advantages, at no extra forward; the interventions mask the
-   advantages with the forward's log-probs; and the forward is handed to the `StepObserver`
-   (metrics, stage detector, rollout records).
+   (B, T) ones (`epx.train.batch_shaping`), which TRL's own loss accepts as they are.
+2. `_compute_loss` with `_get_per_token_logps_and_entropies` (the loss's own forward): when that
+   forward is the behaviour policy's (TRL's default on-policy setup), PPL shaping happens there,
+   before TRL reads the advantages, at no extra forward; the interventions mask the advantages
+   with the forward's log-probs; the forward goes to the `StepObserver` (metrics, the stage
+   detector, rollout records).
+3. `_calculate_rewards`: timed only, as the step's scoring (`epx.train.clock`).
 
 Every decision a batch's hooks need travels in the batch (`epx.train.batch_keys`), so nothing is
 carried from one batch to the next, and a batch that did not come through seam 1 (TRL's own
@@ -26,21 +26,15 @@ import torch
 from trl import GRPOTrainer
 
 from epx.errors import RunError
-from epx.interventions import group_quantile_mask, restriction_mask
 from epx.recipe import AnalysisSection, SamplingSection, ShapingSection
 from epx.run_dir import RunDir
 from epx.schedule import position_on
-from epx.shaping import apply_shaping, ppl_weights, sequence_log_ppl
-from epx.train.batch_keys import (
-    KEEP_ROW_KEY,
-    ORIGINAL_KEY,
-    POSITION_ON_KEY,
-    ROW_KEY,
-    SHAPE_AT_LOSS_KEY,
-)
+from epx.shaping import sequence_log_ppl
+from epx.train.batch_keys import POSITION_ON_KEY, ROW_KEY, SHAPE_AT_LOSS_KEY
+from epx.train.batch_shaping import restrict_batch, shape_batch
 from epx.train.callbacks import SamplesFileCallback, StageCallback
 from epx.train.clock import StepClock
-from epx.train.dynamic import DynamicBatch, extra_inputs
+from epx.train.dynamic import dynamic_batch, extra_inputs
 from epx.train.observer import StepObserver
 from epx.train.rollouts import RolloutRecorder
 from epx.train.rows import count_metrics, reward_counts, row_info
@@ -61,22 +55,18 @@ class EpxGRPOTrainer(GRPOTrainer):
         super().__init__(*args, **kwargs)
         self.shaping = shaping or ShapingSection()
         self.sampling = sampling or SamplingSection()
-        self.analysis = analysis or AnalysisSection(every_n_steps=0)
+        analysis = analysis or AnalysisSection(every_n_steps=0)
         self.max_reward_failure_rate = max_reward_failure_rate
-        recorder = RolloutRecorder(
-            self.analysis.every_n_steps,
-            self.analysis.max_samples_per_step,
-            self.analysis.token_stats,
-            self.num_generations,
-        )
+        recorder = RolloutRecorder(analysis.every_n_steps, analysis.max_samples_per_step,
+                                   analysis.token_stats, self.num_generations)  # fmt: skip
         self.clock = StepClock()
         self.observer = StepObserver(self, recorder, RunDir(self.args.output_dir))
         self.add_callback(self.observer)
         self._loss_inputs: dict[str, Any] | None = None  # the batch of the `_compute_loss` call
-        self.stop_ids = sorted({*self.eos_token_ids, self._tokenizer.pad_token_id} - {None})
+        stops = {*self.eos_token_ids, self._tokenizer.pad_token_id} - {None}
         for reward_func in self.reward_funcs:  # a completion without them was cut off
             if hasattr(reward_func, "stop_token_ids"):
-                reward_func.stop_token_ids = {int(token) for token in self.stop_ids}
+                reward_func.stop_token_ids = {int(token) for token in stops}
 
     # ---- seam 1: generation ----------------------------------------------------------------
     def _generate_and_score_completions(self, inputs: Any) -> dict[str, Any]:
@@ -87,12 +77,12 @@ class EpxGRPOTrainer(GRPOTrainer):
             output = self._dynamic_batch(inputs) if self.sampling.dynamic else self._scored_round(inputs)
         self._show_phase("optimizing")
         self._write_samples()
-        position_on = self.position_active()
-        self._metrics["train"]["shaping/position/active"].append(float(position_on))
+        active = self.position_active()
+        self.record_metrics({"shaping/position/active": float(active)})
         needs_log_ppl = self.shaping.method in ("ppl", "both") or self.shaping.ppl_quantile is not None
         at_loss = needs_log_ppl and self._loss_forward_is_behaviour(output)
         device = output["advantages"].device
-        output[POSITION_ON_KEY] = torch.tensor(position_on, device=device)
+        output[POSITION_ON_KEY] = torch.tensor(active, device=device)
         output[SHAPE_AT_LOSS_KEY] = torch.tensor(at_loss, device=device)
         if not at_loss:
             log_ppl = None
@@ -105,7 +95,6 @@ class EpxGRPOTrainer(GRPOTrainer):
         return output
 
     def _calculate_rewards(self, *args: Any, **kwargs: Any) -> Any:
-        """TRL's reward computation, timed as the step's scoring (`epx.train.clock`)."""
         with self.clock.phase("scoring"):
             return super()._calculate_rewards(*args, **kwargs)
 
@@ -115,127 +104,40 @@ class EpxGRPOTrainer(GRPOTrainer):
         counts = torch.tensor(reward_counts(self.reward_funcs), device=self.accelerator.device)
         summed = self.accelerator.gather(counts).view(-1, counts.numel()).sum(0).tolist()
         step = self.state.global_step + 1
-        metrics = count_metrics(summed, self.max_reward_failure_rate, step, self.args.output_dir)
-        for key, value in metrics.items():
-            self._metrics["train"][key].append(value)
-        prompts = [x.get("prompt") for x in inputs]
-        output.update(
-            row_info(
-                output,
-                prompts,
-                self._logs["rewards"],
-                self.reward_weights.tolist(),
-                self.eos_token_ids,
-                self.accelerator.process_index,
-                self.accelerator.num_processes,
-            )
+        self.record_metrics(
+            count_metrics(summed, self.max_reward_failure_rate, step, self.args.output_dir)
         )
+        prompts = [x.get("prompt") for x in inputs]
+        weights = self.reward_weights.tolist()
+        output.update(row_info(output, prompts, self._logs["rewards"], weights, self.eos_token_ids,
+                               self.accelerator.process_index, self.accelerator.num_processes))
         return output
 
     def _dynamic_batch(self, inputs: list[dict[str, Any]]) -> dict[str, Any]:
         """A generation batch of groups whose rewards differ (`epx.train.dynamic`)."""
-        metrics = self._metrics["train"]
-        before = {key: len(values) for key, values in metrics.items()}
-        accelerator = self.accelerator
-        batch = DynamicBatch(
-            self.sampling, self.num_generations, len(inputs), accelerator.process_index,
-            accelerator.num_processes,
-        )  # fmt: skip
-        round_inputs = inputs
-        while not batch.add_round(self._scored_round(round_inputs), accelerator):
-            round_inputs = extra_inputs(
-                self.train_dataset, self.args.seed, self.state.global_step, batch.rounds,
-                self.num_generations, len(inputs), accelerator.process_index,
-                accelerator.num_processes,
-            )  # fmt: skip
-        output = batch.finish(accelerator, self._tokenizer.pad_token_id or 0, self.state.global_step + 1)
-        batch.update_metrics(metrics, before)
-        return output
-
-    def _shape_batch(
-        self, batch: dict[str, Any], log_ppl: torch.Tensor | None, rows: torch.Tensor | None = None
-    ) -> None:
-        """Shape ``batch["advantages"]`` (PPL weights from ``log_ppl``, then the position bonus
-        if the batch has it on) and mark the rows inside `shaping.ppl_quantile`; ``rows``: the
-        batch is TRL-shuffled."""
-        method = self.shaping.method
-        if method != "none":
-            weights = self._ppl_weights(log_ppl, rows) if method in ("ppl", "both") else None
-            position_on = bool(batch[POSITION_ON_KEY].item())
-            batch["advantages"] = self._shape(
-                batch["advantages"], batch["completion_mask"], weights, position_on
-            )
-        if self.shaping.ppl_quantile is not None:
-            batch[KEEP_ROW_KEY] = self._ppl_keep(log_ppl, rows)
+        step, group = self.state.global_step, self.num_generations
+        rank, world = self.accelerator.process_index, self.accelerator.num_processes
+        draw = lambda r: extra_inputs(self.train_dataset, self.args.seed, step, r, group,  # noqa: E731
+                                      len(inputs), rank, world)
+        return dynamic_batch(self.sampling, group, inputs, self.accelerator, self._scored_round,
+                             draw, self._metrics["train"], self._tokenizer.pad_token_id or 0,
+                             step + 1)
 
     def _loss_forward_is_behaviour(self, output: dict[str, Any]) -> bool:
-        """Whether the loss's forward will give the sampling policy's log-probs for this batch.
-
-        True when TRL keeps no old log-probs (it then uses the loss's own, detached, as old ones)
-        and the loss sees the whole generation batch in one go (steps_per_generation 1, one
-        iteration): the PPL weights are then computed from that forward, with no extra one.
-        """
+        """Whether the loss's forward will give the sampling policy's log-probs for this batch:
+        TRL keeps no old log-probs (it then uses the loss's own, detached, as the old ones) and
+        the loss sees the whole generation batch once (steps_per_generation 1, one iteration)."""
         return (
             "old_per_token_logps" not in output
             and self.args.steps_per_generation == 1
             and self.num_iterations == 1
         )
 
-    def _shape(
-        self,
-        advantages: torch.Tensor,
-        mask: torch.Tensor,
-        weights: torch.Tensor | None,
-        position_on: bool,
-    ) -> torch.Tensor:
-        """The shaped (B, T) advantages: PPL weights (if given) first, then the position bonus."""
-        position = self.shaping.position
-        shaped, info = apply_shaping(
-            advantages,
-            mask,
-            self.shaping.method,
-            weights=weights,
-            pos_alpha=position.alpha,
-            k=position.k,
-            center=position.center,
-            position_active=position_on,
-        )
-        self._record_shaping(info, mask)
-        return shaped.to(advantages.dtype)
-
-    def _on_groups(
-        self, values: torch.Tensor, fn: Any, rows: torch.Tensor | None = None
-    ) -> torch.Tensor:
-        """`fn` over whole prompt groups of a per-completion value (B,); this process's part.
-
-        A group may be spread over processes, so the values are gathered the way TRL gathers
-        rewards (process-major), `fn` sees the whole batch, and each process keeps its slice.
-        `rows` are the completions' indices in the generation batch when TRL has shuffled them
-        (loss time): the values go back to generation order (groups consecutive) and return.
-        """
-        gathered = self.accelerator.gather(values)
-        if rows is None:
-            result = fn(gathered)
-        else:
-            order = self.accelerator.gather(rows).argsort()
-            ordered = fn(gathered[order])
-            result = torch.empty_like(ordered)
-            result[order] = ordered
-        local = values.size(0)
-        start = self.accelerator.process_index * local
-        return result[start : start + local]
-
-    def _ppl_weights(self, log_ppl: torch.Tensor, rows: torch.Tensor | None = None) -> torch.Tensor:
-        """PPL weights (B,) of this process's completions, computed on whole prompt groups."""
-        cfg = self.shaping.ppl
-        weigh = lambda v: ppl_weights(v, self.num_generations, cfg.alpha, cfg.clip, cfg.favour)  # noqa: E731
-        return self._on_groups(log_ppl, weigh, rows)
-
-    def _ppl_keep(self, log_ppl: torch.Tensor, rows: torch.Tensor | None = None) -> torch.Tensor:
-        """1.0 for completions inside `shaping.ppl_quantile` of their group's log-PPL, else 0.0."""
-        low, high = self.shaping.ppl_quantile  # type: ignore[misc]
-        keep = lambda v: group_quantile_mask(v, self.num_generations, low, high).to(v.dtype)  # noqa: E731
-        return self._on_groups(log_ppl.float(), keep, rows)
+    def _shape_batch(
+        self, batch: dict[str, Any], log_ppl: torch.Tensor | None, rows: Any = None
+    ) -> None:
+        metrics = shape_batch(batch, log_ppl, self.shaping, self.num_generations, self.accelerator, rows)
+        self.record_metrics(metrics)
 
     @torch.no_grad()
     def _behaviour_logps(self, output: dict[str, Any]) -> torch.Tensor:
@@ -243,12 +145,9 @@ class EpxGRPOTrainer(GRPOTrainer):
         prompt_completion = torch.cat([output["prompt_ids"], output["completion_ids"]], dim=1)
         attention = torch.cat([output["prompt_mask"], output["completion_mask"]], dim=1)
         logps, _, _ = super()._get_per_token_logps_and_entropies(
-            self.model,
-            prompt_completion,
-            attention,
-            output["completion_ids"].size(1),
+            self.model, prompt_completion, attention, output["completion_ids"].size(1),
             batch_size=self.args.per_device_train_batch_size,
-        )
+        )  # fmt: skip
         return logps
 
     # ---- seam 2: the loss's forward -----------------------------------------------------------
@@ -270,32 +169,11 @@ class EpxGRPOTrainer(GRPOTrainer):
             log_ppl = sequence_log_ppl(logps.detach(), inputs["completion_mask"])
             self._shape_batch(inputs, log_ppl, inputs[ROW_KEY])
         if self.shaping.restricts_update:
-            inputs["advantages"] = self._restrict(inputs, logps)
+            self.record_metrics(restrict_batch(inputs, logps, self.shaping, self.accelerator))
         self.observer.observe(self.state.global_step + 1, inputs, logps, entropies)
         return result
 
-    def _restrict(self, inputs: dict[str, Any], logps: torch.Tensor) -> torch.Tensor:
-        """The advantages with every token outside the interventions' subset set to 0 (from the
-        unrestricted ones each time: a second iteration over the batch masks afresh)."""
-        shaping = self.shaping
-        original = inputs.setdefault(ORIGINAL_KEY, inputs["advantages"])
-        mask = inputs["completion_mask"]
-        full = original.unsqueeze(1).expand_as(mask) if original.dim() == 1 else original
-        keep = restriction_mask(
-            full,
-            mask,
-            logps,
-            update_only=shaping.update_only,
-            max_token_prob=shaping.max_token_prob,
-            position_range=shaping.position_range,
-            keep_rows=inputs.get(KEEP_ROW_KEY),
-        )
-        stats = torch.stack([(keep & mask.bool()).sum(), mask.bool().sum()]).float()
-        kept, total = self.accelerator.gather(stats).view(-1, 2).sum(0).tolist()
-        self._metrics["train"]["shaping/update/kept_share"].append(kept / total if total else 1.0)
-        return full * keep.to(full.dtype)
-
-    # ---- schedule, metrics, samples -----------------------------------------------------------
+    # ---- what the seams read and write ---------------------------------------------------------
     def position_active(self) -> bool:
         """Whether the schedule turns the position bonus on for the step being trained (1-based)."""
         plateau = self.stage_callback().tracker.stage == 1
@@ -308,6 +186,12 @@ class EpxGRPOTrainer(GRPOTrainer):
             raise RunError("the stage detector callback is missing from the trainer")
         return callback
 
+    def record_metrics(self, metrics: dict[str, float], step: int | None = None) -> None:
+        """Add metrics to the next logged step's record (TRL averages `_metrics` over the logging
+        interval and hands them to the console, W&B and metrics.jsonl with its own)."""
+        for key, value in metrics.items():
+            self._metrics["train"][key].append(float(value))
+
     def _callback(self, kind: type) -> Any:
         return next((c for c in self.callback_handler.callbacks if isinstance(c, kind)), None)
 
@@ -316,46 +200,20 @@ class EpxGRPOTrainer(GRPOTrainer):
             if hasattr(callback, "set_phase"):
                 callback.set_phase(phase)
 
-    def _record_shaping(self, info: dict[str, torch.Tensor], mask: torch.Tensor) -> None:
-        metrics = self._metrics["train"]
-        if "ppl_weight" in info:
-            weights = self.accelerator.gather(info["ppl_weight"].float())
-            metrics["shaping/ppl/weight_min"].append(weights.min().item())
-            metrics["shaping/ppl/weight_mean"].append(weights.mean().item())
-            metrics["shaping/ppl/weight_max"].append(weights.max().item())
-        if "position_bonus" in info:
-            valid = mask.bool()
-            bonus = info["position_bonus"].float()
-            stats = torch.stack([bonus[valid].abs().sum(), valid.sum().float()])
-            total, count = self.accelerator.gather(stats).view(-1, 2).sum(0).tolist()
-            metrics["shaping/position/bonus_abs_mean"].append(total / max(count, 1.0))
-
-    def record_metrics(self, metrics: dict[str, float], step: int | None = None) -> None:
-        """Add metrics (e.g. in-training eval) to the next logged step's record and reporters.
-
-        TRL averages `_metrics` over the logging interval, so they reach the console, W&B and
-        metrics.jsonl with the step's own metrics (an evaluation before training, with step 1's).
-        """
-        for key, value in metrics.items():
-            self._metrics["train"][key].append(float(value))
-
     def _write_samples(self) -> None:
-        """The generation batch's sample to samples.jsonl, under the step it trains (main
-        process)."""
+        """The generation batch's sample to samples.jsonl, under the step it trains."""
         samples = self._callback(SamplesFileCallback)
         if samples is not None and self.accelerator.is_main_process:
             samples.record(self.state.global_step + 1, self._logs, self.reward_weights.tolist())
 
+    # ---- outside the training loop ---------------------------------------------------------------
     def model_for_generation(self) -> Any:
         """A context giving the model to generate with outside TRL's loop (in-training
         evaluation): TRL's own unwrapping (ZeRO-3 parameters gathered, checkpointing off)."""
         from trl.models.utils import unwrap_model_for_generation
 
-        return unwrap_model_for_generation(
-            self.model_wrapped,
-            self.accelerator,
-            gather_deepspeed3_params=self.args.ds3_gather_for_generation,
-        )
+        return unwrap_model_for_generation(self.model_wrapped, self.accelerator,
+                                           gather_deepspeed3_params=self.args.ds3_gather_for_generation)  # fmt: skip
 
     def save_final(self, folder: str) -> None:
         """Full weights in Hugging Face format in `folder`, whatever the launch. Under FSDP with
