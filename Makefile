@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.epx-installed
 export PIP_DISABLE_PIP_VERSION_CHECK := 1
 
-.PHONY: setup test fuzz demo lint bench clean
+.PHONY: setup test test-fast fuzz demo lint bench clean
 
 setup: $(STAMP)
 
@@ -22,6 +22,10 @@ lint: $(STAMP)
 
 test: lint
 	$(BIN)/pytest -q
+
+# The edit-test loop: everything but the slow tests (multi-process launches, training runs).
+test-fast: lint
+	$(BIN)/pytest -q -m "not slow"
 
 # The property tests with new random examples, ten times as many (`make test` draws fixed ones).
 fuzz: $(STAMP)
@@ -40,6 +44,7 @@ bench: $(STAMP)
 	$(BIN)/python benchmarks/rollout_records.py
 	$(BIN)/python benchmarks/demo_learning.py
 	$(BIN)/python benchmarks/dynamic_sampling.py
+	$(BIN)/python benchmarks/dynamic_memory.py
 
 clean:
 	rm -rf $(VENV) runs .pytest_cache .ruff_cache

@@ -23,6 +23,8 @@ import tempfile
 import time
 from pathlib import Path
 
+from meta import print_header  # benchmarks/meta.py: date, commit, machine, command
+
 REPO = Path(__file__).resolve().parents[1]
 RECIPE = REPO / "recipes" / "smollm2-135m-cpu.yaml"
 INTEGER = re.compile(r"-?\d+")
@@ -50,6 +52,7 @@ def summarize(records: list[dict]) -> dict[str, float]:
 
 
 def main() -> int:
+    print_header()
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--run", type=Path, help="a finished demo run dir (else train one now)")
     parser.add_argument("--set", dest="overrides", action="append", default=[])

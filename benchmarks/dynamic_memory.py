@@ -29,6 +29,8 @@ import sys
 import tempfile
 from pathlib import Path
 
+from meta import print_header  # benchmarks/meta.py: date, commit, machine, command
+
 GROUP = 8
 PROMPT = 128
 
@@ -205,6 +207,7 @@ def main() -> int:
     if args.worker:
         worker(args)
         return 0
+    print_header()
     print(f"rounds of {args.rows} completions per process, up to {args.tokens} tokens, "
           f"{args.keep:.0%} of groups kept; extra bytes held at the peak / one process's "
           "generation batch (target for epx: <= 1.5)")  # fmt: skip

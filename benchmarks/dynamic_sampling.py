@@ -17,6 +17,7 @@ import tempfile
 import time
 from pathlib import Path
 
+from meta import print_header  # benchmarks/meta.py: date, commit, machine, command
 from transformers import TrainerCallback
 
 REPO = Path(__file__).resolve().parents[1]
@@ -57,6 +58,7 @@ def train(run: Path, overrides: list[str], seconds: float | None) -> dict:
 
 
 def main() -> int:
+    print_header()
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--set", dest="overrides", action="append", default=[])
     options = parser.parse_args()

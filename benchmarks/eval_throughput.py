@@ -23,6 +23,8 @@ import tempfile
 import time
 from pathlib import Path
 
+from meta import print_header  # benchmarks/meta.py: date, commit, machine, command
+
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 DATA_DIR = Path(os.environ.get("EPX_DATA_DIR") or REPO.parent / "shared" / "benchmarks")
@@ -61,6 +63,7 @@ def bare_loop(model, tokenizer, prompts, spans, seeds, kwargs):
 
 
 def main() -> None:
+    print_header()
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--model", default="tiny-random")
     parser.add_argument("--bench", default="math500")

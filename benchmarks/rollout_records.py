@@ -23,6 +23,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from meta import print_header  # benchmarks/meta.py: date, commit, machine, command
 
 from epx.recipe import load_recipe
 from epx.run_dir import RunDir
@@ -126,6 +127,7 @@ def analyze_time() -> None:
 
 
 def main() -> None:
+    print_header()
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--reps", type=int, default=15)
     parser.add_argument("--threads", type=int, default=1)

@@ -21,6 +21,8 @@ import sys
 import time
 from pathlib import Path
 
+from meta import print_header  # benchmarks/meta.py: date, commit, machine, command
+
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 DATA_DIR = Path(os.environ.get("EPX_DATA_DIR") or REPO.parent / "shared" / "benchmarks")
@@ -60,6 +62,7 @@ def timed(function, *args, **kwargs) -> tuple[float, object]:
 
 
 def main() -> None:
+    print_header()
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--n", type=int, default=1000, help="cases to score")
     parser.add_argument("--workers", type=int, default=2, help="pool size")

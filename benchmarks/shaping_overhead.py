@@ -23,6 +23,7 @@ import time
 from pathlib import Path
 
 import torch
+from meta import print_header  # benchmarks/meta.py: date, commit, machine, command
 
 from epx.recipe import load_recipe
 from epx.train import build_trainer
@@ -108,6 +109,7 @@ def measure(setting_name: str, setting: list[str], args: argparse.Namespace) -> 
 
 
 def main() -> None:
+    print_header()
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--reps", type=int, default=15)
     parser.add_argument("--threads", type=int, default=1)

@@ -20,6 +20,8 @@ import tempfile
 import time
 from pathlib import Path
 
+from meta import print_header  # benchmarks/meta.py: date, commit, machine, command
+
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "tests"))
 TARGET_RATIO, TARGET_SHARE = 1.7, 0.02
@@ -51,6 +53,7 @@ def run(out: Path, storage: str, study: str, workers: int, per_worker: int, step
 
 
 def main() -> int:
+    print_header()
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--trials", type=int, default=6, help="trials per worker")
     parser.add_argument("--steps", type=int, default=6, help="training steps per trial")

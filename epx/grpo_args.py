@@ -29,7 +29,8 @@ EPX_DEFAULTS: dict[str, Any] = {
     # (the search costs a pass over the graph each step and warns on every rank)
     "ddp_find_unused_parameters": False,
 }
-# TRL's defaults assume a GPU (STACK.md): on a CPU they fail (bf16) or only slow things down.
+# TRL's defaults assume a GPU: on a CPU bf16 fails (or silently autocasts with use_cpu) and
+# gradient checkpointing only slows things down.
 CPU_DEFAULTS: dict[str, Any] = {
     "use_cpu": True,
     "bf16": False,

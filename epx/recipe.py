@@ -297,25 +297,39 @@ class EvalSection(Section):
     n: int = Field(1, gt=0, description="Samples per problem.")
     limit: int | None = Field(None, gt=0, description="First N problems of each benchmark.")
     max_tokens: int | None = Field(None, gt=0, description="Default: grpo.max_completion_length.")
-    temperature: float = Field(0.6, ge=0.0)
-    top_p: float = Field(0.95, gt=0.0, le=1.0)
-    batch_size: int = Field(16, gt=0)
+    temperature: float = Field(0.6, ge=0.0, description="Sampling temperature (paper: 0.6).")
+    top_p: float = Field(0.95, gt=0.0, le=1.0, description="Nucleus sampling (paper: 0.95).")
+    batch_size: int = Field(16, gt=0, description="Samples per generate call (a chunk).")
     seed: int = Field(0, description="Sampling seed, the same at every evaluation of the run.")
     data_dir: str | None = Field(None, description="Benchmark files (default: EPX_DATA_DIR).")
 
 
 class Recipe(Section):
-    model: ModelSection
-    data: DataSection = Field(default_factory=DataSection)
+    model: ModelSection = Field(description="The policy model and its tokenizer.")
+    data: DataSection = Field(
+        default_factory=DataSection, description="Training problems, gold answers and the prompt."
+    )
     grpo: dict[str, Any] = Field(default_factory=dict, description="TRL GRPOConfig fields.")
-    shaping: ShapingSection = Field(default_factory=ShapingSection)
-    stage: StageParams = Field(default_factory=StageParams)
-    reward: RewardSection = Field(default_factory=RewardSection)
-    logging: LoggingSection = Field(default_factory=LoggingSection)
-    eval: EvalSection = Field(default_factory=EvalSection)
-    analysis: AnalysisSection = Field(default_factory=AnalysisSection)
-    sampling: SamplingSection = Field(default_factory=SamplingSection)
-    launch: LaunchSection = Field(default_factory=LaunchSection)
+    shaping: ShapingSection = Field(
+        default_factory=ShapingSection, description="The paper's advantage shaping, interventions."
+    )
+    stage: StageParams = Field(
+        default_factory=StageParams, description="The rising/plateau stage detector."
+    )
+    reward: RewardSection = Field(
+        default_factory=RewardSection, description="Reward functions over the answer scorer."
+    )
+    logging: LoggingSection = Field(default_factory=LoggingSection, description="W&B tracking.")
+    eval: EvalSection = Field(default_factory=EvalSection, description="In-training evaluation.")
+    analysis: AnalysisSection = Field(
+        default_factory=AnalysisSection, description="Rollout records for `epx analyze`."
+    )
+    sampling: SamplingSection = Field(
+        default_factory=SamplingSection, description="DAPO's dynamic sampling."
+    )
+    launch: LaunchSection = Field(
+        default_factory=LaunchSection, description="The launch the recipe is meant for."
+    )
     output_dir: str = Field("", description="Checkpoints, metrics.jsonl and W&B files of the run.")
     source: str | None = Field(None, description="The file this recipe was read from.")
 

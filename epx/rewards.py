@@ -342,7 +342,7 @@ class FormatReward(_ScoredReward):
     """``format``: 1.0 for a non-empty final answer in ``\\boxed{}`` that parses, else 0.0.
 
     An empty ``\\boxed{}``, an unclosed one, or text that is no mathematical object earns 0
-    (STACK.md: a reward for any box was gamed with empty boxes). Params as ``correctness``.
+    (a reward for any box was gamed with empty boxes: docs/scorer.md). Params as ``correctness``.
     """
 
     name = "format"

@@ -1,4 +1,5 @@
-"""The two advantage-shaping methods of PAPER.md as pure torch functions (no trainer, no I/O).
+"""The paper's two advantage-shaping methods (docs/method.md) as pure torch functions (no trainer,
+no I/O).
 
 Shapes: B = prompts x G (a prompt's G responses are consecutive rows), T = completion tokens.
 `mask` is the response mask (TRL's ``completion_mask``: 1 on response tokens, the EOS included).
@@ -66,7 +67,7 @@ def ppl_weights(
     ``torch.quantile`` (linear interpolation); the non-outliers lie in [Q1 - 1.5 IQR, Q3 + 1.5 IQR]
     (bounds kept); mean and population std over them (over all if none remain); a std <= 1e-6
     becomes 1.0; ``w = (lnPPL - mean) / std`` for every response, outliers included.
-    ``favour="low"`` is PAPER.md's method (low-PPL responses weigh more); ``"high"`` is the
+    ``favour="low"`` is the paper's method (low-PPL responses weigh more); ``"high"`` is the
     reference code's high-PPL ablation. Returns (B,). A group of one gets weight 1.
     NaN log-PPLs (completions with no response token) take no part in their group's statistics
     and get weight 1 (they have no token to weigh); a group with no finite value is all ones.

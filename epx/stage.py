@@ -1,6 +1,6 @@
 """Rising/plateau stage detector over a logged series (one detector for the trainer and analysis).
 
-PAPER.md: in the rising stage reward climbs fast while entropy drops fast; in the plateau stage
+The paper (docs/method.md): in the rising stage reward climbs fast while entropy drops fast; in the plateau stage
 reward grows slowly and entropy flattens. The rules (t = 0-based index of a logged step):
 
 1. slopes: s_t is the least-squares slope of the last ``window`` rewards (none until the window is

@@ -1,4 +1,5 @@
-"""Search spaces: `sweeps/<method>.yaml` -> typed parameters mapped onto recipe keys. Pure.
+"""Search spaces: `sweeps/<method>.yaml` -> typed parameters mapped onto recipe keys (parsing is
+pure; `check_against_recipe` loads the recipe to check every value against it).
 
 A space file::
 

@@ -41,7 +41,7 @@ from epx.train.rows import count_metrics, reward_counts, row_info
 
 
 class EpxGRPOTrainer(GRPOTrainer):
-    """GRPOTrainer whose advantages carry PPL- and/or position-based shaping (PAPER.md)."""
+    """GRPOTrainer whose advantages carry PPL- and/or position-based shaping (docs/method.md)."""
 
     def __init__(
         self,
