@@ -273,3 +273,37 @@ def test_analyze_into_a_file_or_a_read_only_place_is_one_line(two_runs, tmp_path
     finally:
         if os.geteuid() == 0:
             subprocess.run(["umount", str(locked)])
+
+
+def test_findings_state_each_observation_with_its_numbers_by_hand():
+    from epx.analyze.findings import findings
+
+    # rising stage steps 1-6 (plateau from 7): H- 2.0 -> 1.0 (drop 1.0), H+ 1.0 -> 0.9 (drop 0.1)
+    records = [{"step": s, "reward": 0.1 * s,
+                "entropy/negative": 2.0 if s <= 3 else 1.0, "entropy/positive": 1.0 if s <= 3 else 0.9,
+                "completions/mean_length": 10.0 if s <= 3 else 14.0} for s in range(1, 9)]  # fmt: skip
+    tables = {
+        "covariance": [{"step": 7, "cov": -0.01, "cov_high_entropy": -0.04},
+                       {"step": 8, "cov": 0.03, "cov_high_entropy": 0.02},
+                       {"step": 2, "cov": 9.0, "cov_high_entropy": 0.0}],  # rising: left out
+        "ppl_buckets": [{"stage": "plateau", "bucket": 0, "accuracy": 0.75, "logprob_change": 0.02},
+                        {"stage": "plateau", "bucket": 3, "accuracy": 0.25, "logprob_change": 0.01}],
+        "position": [{"stage": "plateau", "decile": 0, "high_share": 0.1},
+                     {"stage": "plateau", "decile": 9, "high_share": 0.35}],
+    }  # fmt: skip
+    got = {f.observation: f for f in findings(records, 7, tables)}
+    rising = got["rising stage: entropy falls mostly in negative samples"]
+    assert rising.verdict == "consistent" and "H- fell +1.000" in rising.shows and "H+ fell +0.100" in rising.shows
+    # plateau steps 7, 8: mean |cov| (0.01 + 0.03) / 2 = 0.02; high (0.04 + 0.02) / 2 = 0.03
+    covariance = got["plateau: learning concentrates on high-entropy tokens"]
+    assert covariance.verdict == "consistent" and "0.03 vs 0.02" in covariance.shows
+    assert got["plateau: ... in low-perplexity samples"].verdict == "consistent"
+    assert "0.350 in the last position decile vs 0.100" in got["plateau: ... late in the sequence"].shows
+    # lengths: first 3 logged steps 10, last 3 steps 14
+    assert got["responses lengthen over training"].shows.startswith("mean length 10.0 tokens")
+    # no plateau: the plateau findings cannot be measured, and say why
+    without = {f.observation: f for f in findings(records, None, tables)}
+    assert without["plateau: learning concentrates on high-entropy tokens"].verdict == (
+        "not measurable (the run never reached the plateau)")
+    short = {f.observation: f for f in findings(records[:4], None, tables)}
+    assert short["responses lengthen over training"].verdict.startswith("not measurable (fewer than 6")

@@ -274,3 +274,31 @@ def test_strictness_changes_the_default_output_dir():
     settings = {"model": {"name_or_path": "m"}, "scoring": {"strictness": "final"}}
     boxed = {**settings, "scoring": {"strictness": "boxed"}}
     assert default_output_dir("m", settings) != default_output_dir("m", boxed)
+
+
+def test_the_papers_table_of_several_models_by_hand():
+    from epx.eval.report import paper_table
+
+    def summary(acc_a: float, acc_b: float) -> dict:
+        bench = lambda acc: {"acc": acc, "maj": acc / 2, "pass@4": 1.0}  # noqa: E731
+        return {"benches": {"aime24": bench(acc_a), "math500": bench(acc_b)},
+                "average": bench((acc_a + acc_b) / 2)}  # fmt: skip
+
+    columns, rows = paper_table([("grpo", summary(0.1, 0.5)), ("ppl", summary(0.2, 0.6))], 4)
+    assert columns == ["model", "aime24", "math500", "avg"]
+    # ppl: Acc 20.0 (Maj 10.0 / Pass@4 100.0), 60.0 (30.0 / 100.0), average 40.0 (20.0 / 100.0)
+    assert rows[1] == ["ppl", "20.0 (10.0 / 100.0)", "60.0 (30.0 / 100.0)", "40.0 (20.0 / 100.0)"]
+    _, single = paper_table([("grpo", summary(0.1, 0.5))], 1)
+    assert single == [["grpo", "10.0", "50.0", "30.0"]]
+
+
+def test_several_models_give_one_table_and_a_folder_each(tmp_path):
+    out = tmp_path / "out"
+    args = eval_args(out)
+    args[args.index(MODEL)] = f"{MODEL},tiny-random"
+    result = invoke(args)
+    assert result.exit_code == 0, result.output
+    table = (out / "table.md").read_text()
+    assert table.count("\n| ") == 3  # the header and two models
+    assert {p.name for p in out.iterdir()} == {"table.md", "tiny-random", Path(MODEL).name}
+    assert (out / "tiny-random" / "summary.json").is_file()

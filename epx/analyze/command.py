@@ -70,6 +70,10 @@ def analyze_command(
         stages = "rising only" if boundary is None else f"plateau from step {boundary}"
         note = " (stage parameters differ from the run's)" if analysis["params_differ"] else ""
         console.print(f"{run.label}: {stages}{note}", highlight=False)
+        for finding in analysis["findings"]:
+            shows = f": {finding.shows}" if finding.shows else ""
+            console.print(f"  {finding.observation}: {finding.verdict}{shows}", highlight=False,
+                          soft_wrap=True)
     files = result["files"]
     err.print(f"report: {files['markdown']}", highlight=False)
     if "html" in files:

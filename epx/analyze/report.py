@@ -16,6 +16,7 @@ from epx.analyze.core import (
     ppl_bucket_table,
     stage_summary,
 )
+from epx.analyze.findings import Finding, findings
 from epx.analyze.load import Run, load_run
 from epx.console import cell
 from epx.stage import StageParams
@@ -31,15 +32,25 @@ SUMMARY_COLUMNS = (
 def analyze_run(run: Run, params: StageParams) -> dict[str, Any]:
     """Every table of one run, with the stage parameters used."""
     boundary = plateau_start(run.records, params)
+    tables = {
+        "ppl_buckets": ppl_bucket_table(run.rollouts, boundary),
+        "position": position_table(run.rollouts, boundary),
+        "covariance": covariance_table(run.rollouts),
+    }
     return {
         "boundary": boundary,
         "params": params,
         "params_differ": params != run.stage_params,
-        "ppl_buckets": ppl_bucket_table(run.rollouts, boundary),
-        "position": position_table(run.rollouts, boundary),
-        "covariance": covariance_table(run.rollouts),
+        **tables,
         "summary": stage_summary(run.records, run.rollouts, boundary, run.eval_key),
+        "findings": findings(run.records, boundary, tables),
     }
+
+
+def findings_markdown(items: list[Finding]) -> str:
+    """The findings as a table: what the paper found, what the run shows, the verdict."""
+    rows = [[f.observation, f.shows or "-", f.verdict] for f in items]
+    return _markdown_table(["the paper", "this run", "verdict"], rows)
 
 
 def _summary_cells(row: dict[str, Any]) -> list[str]:
@@ -78,6 +89,8 @@ def markdown_report(runs: list[Run], analyses: list[dict[str, Any]], figures: li
             f"- {_params_line(run, analysis)}",
             f"- rollout records: {len(run.rollouts)} saved steps",
             *(f"- skipped: {note}" for note in run.skipped), "",
+            "### The paper's findings on this run", "",
+            findings_markdown(analysis["findings"]), "",
             "### Per stage", "",
             _markdown_table([label for _, label in SUMMARY_COLUMNS],
                             [_summary_cells(r) for r in analysis["summary"]]),

@@ -22,7 +22,8 @@ def eval_command(
         typer.Option(
             "--model",
             "-m",
-            help="Hub id, local dir, .gguf file, recipe YAML, or an `epx train` output dir.",
+            help="Hub id, local dir, .gguf file, recipe YAML, or an `epx train` output dir; "
+            "several, comma-separated, give one table in the paper's layout.",
         ),
     ],
     data_dir: Annotated[
@@ -102,18 +103,49 @@ def eval_command(
         )
     except ValueError as error:
         raise EpxError(str(error)) from None
-    run_eval(
+    models = [m.strip() for m in model.split(",") if m.strip()]
+    options = [
         EvalOptions(
-            model=model,
+            model=one,
             benches=(bench,),
             sampling=sampling,
             data_dir=str(data_dir) if data_dir is not None else None,
             limit=limit,
             backend=backend,
-            output_dir=str(output_dir) if output_dir is not None else None,
+            output_dir=str(model_dir(output_dir, one, several=len(models) > 1)) if output_dir else None,
             workers=workers,
             wandb_mode=wandb_mode,
             resume=resume,
             strictness=strictness,
         )
-    )
+        for one in models
+    ]
+    results = [run_eval(option) for option in options]
+    if len(results) > 1:
+        show_models_table(models, results, n, output_dir)
+
+
+def model_dir(output_dir: Path, model: str, several: bool) -> Path:
+    """Where one model's results go: `--output-dir` itself, or with several models a folder per
+    model in it (named after the model)."""
+    if not several:
+        return output_dir
+    import re
+
+    name = Path(model.rstrip("/")).name if Path(model).exists() else model.replace("/", "--")
+    return output_dir / (re.sub(r"[^A-Za-z0-9._-]+", "-", name).strip("-") or "model")
+
+
+def show_models_table(models: list[str], results: list, n: int, output_dir: Path | None) -> None:
+    """The paper's table of several models on the terminal (and in `--output-dir`/table.md)."""
+    from rich.console import Console
+
+    from epx.console import table_console
+    from epx.eval.report import paper_table_markdown, render_paper_table
+
+    summaries = [(model, result.summary) for model, result in zip(models, results, strict=True)]
+    table_console(160).print(render_paper_table(summaries, n))
+    if output_dir is not None:
+        path = output_dir / "table.md"
+        path.write_text(paper_table_markdown(summaries, n))
+        Console(stderr=True).print(f"table: {path}", highlight=False)

@@ -8,7 +8,7 @@ papers report it); problem, sample and timeout counts are summed.
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -54,6 +54,50 @@ def table_rows(summary: Mapping[str, Any], n: int) -> tuple[list[str], list[list
             [name, *counts, *(round(100 * m[key], 2) for key in percent), int(m["timeouts"])]
         )
     return columns, rows
+
+
+def paper_table(summaries: Sequence[tuple[str, Mapping[str, Any]]], n: int) -> tuple[list[str], list[list[str]]]:
+    """The paper's layout for several models: one row per model, one column per benchmark and
+    the average, each cell Acc@n in percent (with Maj@n and Pass@n when n > 1)."""
+    benches: list[str] = []
+    for _, summary in summaries:
+        benches += [name for name in summary["benches"] if name not in benches]
+    columns = ["model", *benches, AVERAGE]
+    rows = []
+    for label, summary in summaries:
+        cells = [label]
+        for name in [*benches, AVERAGE]:
+            m = summary["average"] if name == AVERAGE else summary["benches"].get(name)
+            if not m:
+                cells.append("-")
+                continue
+            text = f"{100 * m['acc']:.1f}"
+            if n > 1:
+                text += f" ({100 * m['maj']:.1f} / {100 * m[f'pass@{n}']:.1f})"
+            cells.append(text)
+        rows.append(cells)
+    return columns, rows
+
+
+def render_paper_table(summaries: Sequence[tuple[str, Mapping[str, Any]]], n: int) -> Any:
+    from rich.table import Table
+
+    columns, rows = paper_table(summaries, n)
+    note = f"Acc@{n} % (Maj@{n} / Pass@{n})" if n > 1 else "Acc@1 %"
+    table = Table(title=f"epx eval: {len(rows)} models, {note}")
+    for index, column in enumerate(columns):
+        table.add_column(column, justify="left" if index == 0 else "right")
+    for row in rows:
+        table.add_row(*row)
+    return table
+
+
+def paper_table_markdown(summaries: Sequence[tuple[str, Mapping[str, Any]]], n: int) -> str:
+    columns, rows = paper_table(summaries, n)
+    note = f"Acc@{n} in percent (Maj@{n} / Pass@{n})" if n > 1 else "Acc@1 in percent"
+    lines = [f"Each cell: {note}.", "", "| " + " | ".join(columns) + " |",
+             "|" + "---|" * len(columns)] + ["| " + " | ".join(row) + " |" for row in rows]  # fmt: skip
+    return "\n".join(lines) + "\n"
 
 
 def render_table(summary: Mapping[str, Any], n: int, title: str | None = None) -> Any:
