@@ -3,9 +3,7 @@ Markdown report (and a self-contained HTML one), and the summary table on the te
 
 from __future__ import annotations
 
-import base64
 import dataclasses
-import html
 from pathlib import Path
 from typing import Any
 
@@ -19,6 +17,7 @@ from epx.analyze.core import (
 from epx.analyze.findings import Finding, findings
 from epx.analyze.load import Run, load_run
 from epx.console import cell
+from epx.reports import html_report, markdown_table
 from epx.stage import StageParams
 
 SUMMARY_COLUMNS = (
@@ -50,7 +49,7 @@ def analyze_run(run: Run, params: StageParams) -> dict[str, Any]:
 def findings_markdown(items: list[Finding]) -> str:
     """The findings as a table: what the paper found, what the run shows, the verdict."""
     rows = [[f.observation, f.shows or "-", f.verdict] for f in items]
-    return _markdown_table(["the paper", "this run", "verdict"], rows)
+    return markdown_table(["the paper", "this run", "verdict"], rows)
 
 
 def _summary_cells(row: dict[str, Any]) -> list[str]:
@@ -58,16 +57,10 @@ def _summary_cells(row: dict[str, Any]) -> list[str]:
     return [cell(row.get(key)) for key, _ in SUMMARY_COLUMNS]
 
 
-def _markdown_table(columns: list[str], rows: list[list[str]]) -> str:
-    lines = ["| " + " | ".join(columns) + " |", "|" + "---|" * len(columns)]
-    lines += ["| " + " | ".join(row) + " |" for row in rows]
-    return "\n".join(lines)
-
-
 def _table(rows: list[dict[str, Any]], keys: list[str]) -> str:
     if not rows:
         return "_no rollout records (analysis.every_n_steps: 0, or none saved yet)_"
-    return _markdown_table(keys, [[cell(r.get(k)) for k in keys] for r in rows])
+    return markdown_table(keys, [[cell(r.get(k)) for k in keys] for r in rows])
 
 
 def _params_line(run: Run, analysis: dict[str, Any]) -> str:
@@ -92,7 +85,7 @@ def markdown_report(runs: list[Run], analyses: list[dict[str, Any]], figures: li
             "### The paper's findings on this run", "",
             findings_markdown(analysis["findings"]), "",
             "### Per stage", "",
-            _markdown_table([label for _, label in SUMMARY_COLUMNS],
+            markdown_table([label for _, label in SUMMARY_COLUMNS],
                             [_summary_cells(r) for r in analysis["summary"]]),
             "", "### Samples by log-PPL quartile", "",
             _table(analysis["ppl_buckets"], ["stage", "bucket", "samples", "accuracy", "entropy",
@@ -104,46 +97,6 @@ def markdown_report(runs: list[Run], analyses: list[dict[str, Any]], figures: li
         ]  # fmt: skip
     parts += ["## Figures", ""] + [f"![{p.stem}]({p.name})" for p in figures]
     return "\n".join(parts) + "\n"
-
-
-def html_report(markdown: str, figures: list[Path]) -> str:
-    """The Markdown report as one self-contained HTML page (figures inlined as base64)."""
-    body, in_table = [], False
-    for line in markdown.splitlines():
-        if line.startswith("|"):
-            cells = [c.strip() for c in line.strip("|").split("|")]
-            if set(line) <= {"|", "-"}:
-                continue
-            if not in_table:
-                body.append("<table>")
-                in_table = True
-            body.append("<tr>" + "".join(f"<td>{html.escape(c)}</td>" for c in cells) + "</tr>")
-            continue
-        if in_table:
-            body.append("</table>")
-            in_table = False
-        if line.startswith("!["):
-            name = line[line.index("(") + 1 : -1]
-            path = next((p for p in figures if p.name == name), None)
-            if path is not None:
-                data = base64.b64encode(path.read_bytes()).decode()
-                body.append(
-                    f'<p><img alt="{html.escape(path.stem)}" src="data:image/png;base64,{data}"></p>'
-                )
-        elif line.startswith("#"):
-            level = len(line) - len(line.lstrip("#"))
-            body.append(f"<h{level}>{html.escape(line.lstrip('# '))}</h{level}>")
-        elif line.startswith("- "):
-            body.append(f"<p>{html.escape(line[2:])}</p>")
-        elif line.strip():
-            body.append(f"<p>{html.escape(line)}</p>")
-    if in_table:
-        body.append("</table>")
-    style = ("body{font-family:sans-serif;max-width:1100px;margin:2em auto}table{border-collapse:"
-             "collapse;margin:1em 0}td{border:1px solid #ccc;padding:2px 8px;text-align:right}"
-             "img{max-width:100%}")  # fmt: skip
-    return (f"<!doctype html><html><head><meta charset='utf-8'><title>epx analyze</title>"
-            f"<style>{style}</style></head><body>{''.join(body)}</body></html>\n")  # fmt: skip
 
 
 def summary_table(runs: list[Run], analyses: list[dict[str, Any]]) -> Any:
@@ -187,6 +140,6 @@ def analyze_runs(
     (out / "report.md").write_text(markdown, encoding="utf-8")
     written = {"markdown": out / "report.md", "figures": figures}
     if write_html:
-        (out / "report.html").write_text(html_report(markdown, figures), encoding="utf-8")
+        (out / "report.html").write_text(html_report(markdown, figures, "epx analyze"), encoding="utf-8")
         written["html"] = out / "report.html"
     return {"runs": runs, "analyses": analyses, "files": written}

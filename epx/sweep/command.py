@@ -11,7 +11,18 @@ import typer
 
 def sweep_command(
     method: Annotated[
-        str | None, typer.Option(help="Shaping method to search: ppl, position or both.")
+        str | None,
+        typer.Option(
+            help="Shaping method to search: ppl, position or both; or several of none, ppl, "
+            "position, both (comma-separated) to compare them over --seeds."
+        ),
+    ] = None,
+    seeds: Annotated[
+        str | None,
+        typer.Option(
+            help="A comparison's seeds, comma-separated (each sets grpo.seed and data.seed): "
+            "every method trains once per seed."
+        ),
     ] = None,
     recipe: Annotated[
         Path | None,
@@ -102,7 +113,16 @@ def sweep_command(
         _show(show, storage, output_dir)
         return
     if method is None:
-        raise RecipeError("--method is required: ppl, position or both (or --show STUDY)")
+        raise RecipeError(
+            "--method is required: ppl, position or both, or several of none, ppl, position, "
+            "both with --seeds (or --show STUDY)"
+        )
+    seed_list = None
+    if seeds is not None:
+        try:
+            seed_list = [int(s) for s in seeds.split(",") if s.strip()]
+        except ValueError:
+            raise RecipeError(f"--seeds must be integers, comma-separated, got {seeds!r}") from None
     from epx.console import table_console
     from epx.sweep.options import build_options
     from epx.sweep.report import show_study
@@ -127,6 +147,7 @@ def sweep_command(
         max_failed=max_failed,
         new_study=new_study,
         storage_retry=storage_retry,
+        seeds=seed_list,
     )
     if options.replaces is not None:
         console.print(

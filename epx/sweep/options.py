@@ -9,7 +9,15 @@ from pathlib import Path
 from epx.errors import RecipeError
 from epx.sweep.runner import SweepOptions
 from epx.sweep.samplers import PRUNERS, SAMPLERS
-from epx.sweep.space import METHODS, check_against_recipe, load_space
+from epx.sweep.space import (
+    COMPARE,
+    COMPARED,
+    METHODS,
+    check_against_recipe,
+    comparison_space,
+    load_space,
+    trial_overrides,
+)
 
 DEFAULT_RECIPE = Path("recipes/smollm2-135m-cpu.yaml")
 SWEEP_ROOT = Path("runs/sweep")
@@ -53,9 +61,13 @@ def build_options(
     max_failed: int = 5,
     new_study: bool = False,
     storage_retry: float = 120.0,
+    seeds: list[int] | None = None,
 ) -> SweepOptions:
     """Check everything a sweep needs before its first trial (one RecipeError line if not),
-    including that the study, if it exists, was made with these settings (`settle_study`)."""
+    including that the study, if it exists, was made with these settings (`settle_study`).
+
+    Several methods (`none,ppl,position,both`) or `seeds` make a comparison: a grid of every
+    method with every seed, each trial run to its end (no pruning), `n_trials` their count."""
     import shlex
 
     import yaml
@@ -64,8 +76,20 @@ def build_options(
     from epx.sweep.identity import study_identity
     from epx.sweep.metric import check_metric, default_metric
 
-    if method not in METHODS:
-        raise RecipeError(f"--method must be one of {', '.join(METHODS)}, got {method!r}")
+    methods = [m.strip() for m in method.split(",") if m.strip()]
+    comparison = len(methods) > 1 or seeds is not None or method == "none"
+    if comparison:
+        if space is not None or repeats != 1:
+            raise RecipeError("a comparison (several methods or --seeds) takes no --space and no "
+                              "--repeats: its trials are every method with every seed")  # fmt: skip
+        recipe_seed = int(load_recipe(recipe or DEFAULT_RECIPE, overrides).grpo.get("seed", 0))
+        seeds = seeds if seeds is not None else [recipe_seed]
+        comparison_grid = comparison_space(methods, seeds)
+        method, sampler, pruner = COMPARE, "grid", "none"
+        n_trials = len(methods) * len(seeds)
+    elif method not in METHODS:
+        raise RecipeError(f"--method must be one of {', '.join(METHODS)} (or several of "
+                          f"{', '.join(COMPARED)} for a comparison), got {method!r}")  # fmt: skip
     if direction not in ("maximize", "minimize"):
         raise RecipeError(f"--direction must be maximize or minimize, got {direction!r}")
     if sampler not in SAMPLERS:
@@ -90,13 +114,16 @@ def build_options(
 
         storage = storage_url(storage)
     recipe = recipe or DEFAULT_RECIPE
-    space_path = space or Path("sweeps") / f"{method}.yaml"
-    loaded_space = load_space(space_path)
-    if loaded_space.method != method:
-        raise RecipeError(
-            f"{space_path}: method is {loaded_space.method}, but --method {method} was asked"
-        )
-    resolved = load_recipe(recipe, [*overrides, f"shaping.method={method}"])
+    if comparison:
+        loaded_space = comparison_grid
+    else:
+        space_path = space or Path("sweeps") / f"{method}.yaml"
+        loaded_space = load_space(space_path)
+        if loaded_space.method != method:
+            raise RecipeError(
+                f"{space_path}: method is {loaded_space.method}, but --method {method} was asked"
+            )
+    resolved = load_recipe(recipe, trial_overrides(overrides, method, {}))
     check_against_recipe(loaded_space, recipe, overrides, launch=True)
     if sampler == "grid":
         loaded_space.grid()  # every parameter has grid values

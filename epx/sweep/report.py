@@ -11,6 +11,8 @@ import statistics
 from pathlib import Path
 from typing import Any
 
+from rich.markup import escape
+
 from epx.console import cell
 
 
@@ -106,8 +108,11 @@ def write_plots(study: Any, folder: Path) -> list[Path]:
 
 
 def show_study(study: Any, folder: Path, console: Any) -> list[Path]:
-    """Print the trials table and the best parameters with their recipe line; write the plots."""
+    """Print the trials table and the best parameters with their recipe line; write the plots.
+    A comparison study gets its report instead of a best trial (`epx.sweep.compare`)."""
     console.print(render_trials(study), soft_wrap=False)
+    if study.user_attrs.get("kind") == "comparison":
+        return show_comparison(study, folder, console)
     best = best_trial(study)
     if best is None:
         console.print("no complete trial yet", highlight=False)
@@ -115,8 +120,22 @@ def show_study(study: Any, folder: Path, console: Any) -> list[Path]:
         params = ", ".join(f"{k}={cell(v)}" for k, v in best.params.items())
         console.print(f"[bold]best[/]: trial {best.number}, value {best.value:.4g}: {params}",
                       highlight=False, soft_wrap=True)  # fmt: skip
-        console.print(f"  {recipe_line(study, best)}", highlight=False, soft_wrap=True)
+        console.print(f"  {escape(recipe_line(study, best))}", highlight=False, soft_wrap=True)
     paths = write_plots(study, folder)
     for path in paths:
         console.print(f"plot: {path}", highlight=False)
     return paths
+
+
+def show_comparison(study: Any, folder: Path, console: Any) -> list[Path]:
+    """A comparison study's report (`epx.sweep.compare`): its tables on the terminal, and the
+    Markdown, HTML and figures beside the study."""
+    from rich.markdown import Markdown
+
+    from epx.sweep.compare import write_comparison
+
+    written = write_comparison(study, folder)
+    console.print(Markdown(written["markdown"].read_text(encoding="utf-8")))
+    for path in written.values():
+        console.print(f"written: {path}", highlight=False)
+    return list(written.values())

@@ -28,7 +28,7 @@ from epx.errors import RecipeError
 from epx.sweep.child import last_line, start_child, stop_child
 from epx.sweep.metric import MetricNeverLogged, final_value, finite
 from epx.sweep.samplers import initial_trials, make_pruner, make_sampler
-from epx.sweep.space import SearchSpace
+from epx.sweep.space import SEED_PARAM, SearchSpace
 from epx.sweep.total import StudyTotal, fail_stale_trials, finished_trials, taken_before
 from epx.sweep.tracking import (
     log_study_to_wandb,
@@ -272,7 +272,10 @@ class _Objective:
             )
             raise TrialSurplus("surplus")
         params = options.space.suggest(trial)
-        seeds = [options.seed + r for r in range(options.repeats)]
+        if SEED_PARAM in params:  # a comparison: its seed is a parameter (`trial_overrides`)
+            seeds = [params[SEED_PARAM]]
+        else:
+            seeds = [options.seed + r for r in range(options.repeats)]
         trial_dir = options.output_dir / f"trial-{trial.number:04d}"
         shown = ", ".join(f"{k.split('.', 1)[-1]}={_short(v)}" for k, v in params.items())
         self.console.print(f"[bold]trial {trial.number}[/] {shown}", highlight=False)

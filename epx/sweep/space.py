@@ -27,6 +27,10 @@ from epx.errors import RecipeError
 TYPES = ("float", "int", "categorical")
 FIELDS = {"type", "low", "high", "log", "step", "choices", "paper", "grid"}
 METHODS = ("ppl", "position", "both")
+COMPARED = ("none", "ppl", "position", "both")  # what a comparison may run (none: plain GRPO)
+COMPARE = "compare"  # the method of a comparison's space: the methods are one of its parameters
+SEED_PARAM = "seed"  # a comparison's seed: grpo.seed and data.seed (sampling and data order)
+METHOD_PARAM = "shaping.method"
 
 
 @dataclass(frozen=True)
@@ -178,9 +182,35 @@ def load_space(path: str | Path) -> SearchSpace:
 def trial_overrides(
     base: Sequence[str], method: str, params: dict[str, Any], seed: int | None = None
 ) -> list[str]:
-    """A trial's `--set` values: the sweep's own, its method, the trial's parameters and seed."""
-    seeded = [f"grpo.seed={seed}"] if seed is not None else []
-    return [*base, f"shaping.method={method}", *as_overrides(params), *seeded]
+    """A trial's `--set` values: the sweep's own, its method, the trial's parameters and seed.
+
+    A comparison's trial carries its method and seed as parameters: `shaping.method`, and
+    `seed`, which sets `grpo.seed` and `data.seed` (sampling and data order; the held-out
+    problems never depend on it)."""
+    params = dict(params)
+    method = params.pop(METHOD_PARAM, method)
+    if SEED_PARAM in params:
+        seed = params.pop(SEED_PARAM)
+        seeded = [f"grpo.seed={seed}", f"data.seed={seed}"]
+    else:
+        seeded = [f"grpo.seed={seed}"] if seed is not None else []
+    shaping = [f"{METHOD_PARAM}={method}"] if method != COMPARE else []
+    return [*base, *shaping, *as_overrides(params), *seeded]
+
+
+def comparison_space(methods: Sequence[str], seeds: Sequence[int]) -> SearchSpace:
+    """The grid of a comparison: every method with every seed (seed-major, so that each seed's
+    methods finish together and pair early)."""
+    unknown = [m for m in methods if m not in COMPARED]
+    if unknown or not methods:
+        raise RecipeError(f"--method: a comparison runs methods of {', '.join(COMPARED)}, "
+                          f"got {','.join(methods) or 'none'}")  # fmt: skip
+    if len(set(methods)) != len(methods) or len(set(seeds)) != len(seeds) or not seeds:
+        raise RecipeError("--method and --seeds: each method and seed once, at least one of each")
+    return SearchSpace("<comparison>", COMPARE, (
+        Param(SEED_PARAM, "categorical", choices=tuple(seeds)),
+        Param(METHOD_PARAM, "categorical", choices=tuple(methods)),
+    ))  # fmt: skip
 
 
 def as_overrides(values: dict[str, Any]) -> list[str]:
@@ -199,11 +229,11 @@ def check_against_recipe(
     from epx.errors import EpxError
     from epx.recipe import load_recipe
 
-    base = trial_overrides(overrides, space.method, {})
     for param in space.params:
         for value in _probe_values(param):
             try:
-                recipe = load_recipe(recipe_path, [*base, *as_overrides({param.key: value})])
+                trial = trial_overrides(overrides, space.method, {param.key: value})
+                recipe = load_recipe(recipe_path, trial)
                 if launch:
                     from epx.launch_checks import check_launch_inputs
 

@@ -7,7 +7,7 @@ import json
 from pathlib import Path
 from typing import Any
 
-from epx.sweep.space import trial_overrides
+from epx.sweep.space import COMPARE, trial_overrides
 
 
 def loggable(record: dict[str, Any]) -> dict[str, Any]:
@@ -25,10 +25,11 @@ def wandb_trial_run(options: Any, trial: Any, params: dict[str, Any]) -> Any:
     from epx.recipe import load_recipe
 
     recipe = load_recipe(options.recipe, trial_overrides(options.overrides, options.method, params))
+    method = recipe.shaping.method  # a comparison's trial: its own
     return wandb.init(
         project=options.wandb_project,
         group=options.study_name,
-        job_type=options.method,
+        job_type=method,
         name=f"{options.study_name}-trial-{trial.number:04d}",
         config={
             "recipe": recipe.model_dump(mode="json", exclude={"source"}),
@@ -36,7 +37,7 @@ def wandb_trial_run(options: Any, trial: Any, params: dict[str, Any]) -> Any:
             "trial": trial.number,
             "study": options.study_name,
         },
-        tags=["epx-sweep", options.method, options.study_name],
+        tags=["epx-sweep", method, options.study_name],
         dir=str(options.output_dir),
         mode=options.wandb_mode,
         reinit="create_new",
@@ -47,6 +48,7 @@ def wandb_trial_run(options: Any, trial: Any, params: dict[str, Any]) -> Any:
 def study_attrs(options: Any) -> dict[str, Any]:
     """What a study records of its settings (user attributes; the study's W&B config)."""
     return {
+        "kind": "comparison" if options.method == COMPARE else "sweep",
         "recipe": str(options.recipe),
         "method": options.method,
         "metric": options.metric,
