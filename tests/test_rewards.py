@@ -101,6 +101,8 @@ def test_clean_answer_rewrites_what_math_verify_misreads():
         ("\\$9", "9"),
         ("\\frac{-35}{9}", "-\\frac{35}{9}"),
         ("\\frac{-1+\\sqrt{5}}{2}", "\\frac{-1+\\sqrt{5}}{2}"),  # a sum's sign stays
+        ("(-1)/1997", "-1/1997"),
+        ("f(-1)/2", "f(-1)/2"),  # an argument is no numerator
         ("\\boldsymbol{9}", "9"),
         ("2\\mathbf{x+1}", "2{x+1}"),  # inside an answer the group is kept
         ("2\\,220", "2220"),

@@ -14,9 +14,9 @@ form rules refused correct answers written with it):
 - spacing: ``\\, \\; \\: \\! \\ ``, ``~``, ``\\quad``, ``\\hspace{..}``           -> one space
 - text commands: ``\\textnormal``, ``\\textrm``, ``\\textbf``, ``\\mbox``, ...   -> ``\\text``
 - a leading ``\\approx``; a currency sign: ``9\\$``, ``\\$9``, ``1,000.99€``  -> ``9``, ``1,000.99``
-- a sign in a numerator: ``\\frac{-35}{9}``                             -> ``-\\frac{35}{9}``
+- a sign in a numerator: ``\\frac{-35}{9}``, ``(-1)/1997``               -> ``-\\frac{35}{9}``, ``-1/1997``
 - a list joined by "and": ``1, 3, \\text{and } 5``, ``3 and 5``            -> ``1, 3, 5``, ``3, 5``
-- parentheses around a whole single answer: ``(9)``, ``\\left( 9 \\right)`` -> ``9``
+- parentheses or braces around a whole single answer: ``(9)``, ``\\left( 9 \\right)``, ``{9}`` -> ``9``
 - unicode: ``−2``, ``3×10^{8}``, ``2π``, ``∞``, ``≤``                       -> LaTeX
 
 Then notations that math-verify 0.9.0 reads wrongly in at least one gold of the shared
@@ -76,6 +76,7 @@ _TRAILING_PERIOD = re.compile(r"\s*\.+$")
 _EDGE_CURRENCY = re.compile(r"^(?:\\\$\s*)+|(?:\s*\\\$)+$")
 _CURRENCY_SIGN = re.compile(r"\s*[\u20ac\u00a3\u00a5]\s*")
 _NEGATIVE_NUMERATOR = re.compile(r"\\frac\s*\{\s*-\s*([^{}+\-]+?)\s*\}")
+_NEGATIVE_SLASH_NUMERATOR = re.compile(r"(?<![\w)}\]])\(\s*-\s*(\d+(?:\.\d+)?)\s*\)(?=\s*/)")
 _AND = re.compile(r"\s*,?\s*(?:\\text\s*\{\s*,?\s*and\s*\}|(?<![A-Za-z\\])and(?![A-Za-z]))\s*")
 _HEDGE_WORD = r"\b(?:or|either|maybe|perhaps|possibly|otherwise)\b"
 # A unit: a text command of letters (never digits, never a hedge: ``\\text{ or 35}``), a power
@@ -121,32 +122,6 @@ def _glue_interval(match: re.Match[str]) -> str:
     return f"{variable} \\in {interval}"
 
 
-def _closing_brace(text: str, start: int) -> int | None:
-    """Index of the ``}`` that closes the group opened just before ``start``."""
-    depth = 1
-    for index in range(start, len(text)):
-        char = text[index]
-        if char == "{" and text[index - 1] != "\\":
-            depth += 1
-        elif char == "}" and text[index - 1] != "\\":
-            depth -= 1
-            if depth == 0:
-                return index
-    return None
-
-
-def _unwrap_bold(text: str) -> str:
-    """``\\boldsymbol{X}`` -> ``X`` for the whole answer, ``{X}`` inside one."""
-    while (match := _BOLD.search(text)) is not None:
-        end = _closing_brace(text, match.end())
-        if end is None:
-            return text
-        inner = text[match.end() : end]
-        whole = match.start() == 0 and end == len(text) - 1
-        text = text[: match.start()] + (inner if whole else "{" + inner + "}") + text[end + 1 :]
-    return text
-
-
 def _depth_zero(text: str, position: int) -> bool:
     return text.count("{", 0, position) == text.count("}", 0, position)
 
@@ -161,18 +136,32 @@ def _join_and_list(text: str) -> str:
     return text
 
 
-def _strip_outer_parentheses(text: str) -> str:
-    """``(9)`` -> ``9``: parentheses around the whole of one answer (never a tuple's)."""
-    while text.startswith("(") and text.endswith(")"):
-        depth = 0
-        for index, char in enumerate(text):
-            depth += (char in "([{") - (char in ")]}")
-            if depth == 0 and index < len(text) - 1:
-                return text  # ``(a)(b)``: the first parenthesis closes early
-            if depth == 1 and char == ",":
-                return text  # a tuple or an interval
-        text = text[1:-1].strip()
-    return text
+def _strip_outer_groups(text: str) -> str:
+    """``(9)``, ``((9))``, ``{9}``, ``{10,080}`` -> ``9``, ``9``, ``9``, ``10,080``: braces (LaTeX
+    groups, invisible) or parentheses around the whole of one answer, never a tuple's or an
+    interval's parentheses (a comma directly inside). One pass: linear."""
+    closer: dict[int, int] = {}
+    listed: set[int] = set()  # groups with a comma directly inside
+    stack: list[int] = []
+    for index, char in enumerate(text):
+        if index and text[index - 1] == "\\":
+            continue  # ``\\{`` and ``\\}`` are a set's braces
+        if char in "([{":
+            stack.append(index)
+        elif char in ")]}" and stack:
+            closer[stack.pop()] = index
+        elif char == "," and stack:
+            listed.add(stack[-1])
+    start, end = 0, len(text) - 1
+    while closer.get(start) == end and (
+        text[start] == "{" or (text[start] == "(" and start not in listed)
+    ):
+        start, end = start + 1, end - 1
+        while start <= end and text[start].isspace():
+            start += 1
+        while end >= start and text[end].isspace():
+            end -= 1
+    return text[start : end + 1]
 
 
 def strip_presentation(text: str) -> str:
@@ -187,13 +176,14 @@ def strip_presentation(text: str) -> str:
     text = _THIN_SPACE_GROUPS.sub(_join_digit_groups, text)
     text = _SPACING.sub(" ", text).strip()
     text = _TRAILING_PERIOD.sub("", text)
-    text = _unwrap_bold(text)
+    text = _BOLD.sub("{", text)  # its group stays; around the whole answer it goes below
     text = _APPROXIMATELY.sub("", text)
     text = _EDGE_CURRENCY.sub("", text)
     text = _CURRENCY_SIGN.sub("", text)
     text = _NEGATIVE_NUMERATOR.sub(r"-\\frac{\1}", text)
+    text = _NEGATIVE_SLASH_NUMERATOR.sub(r"-\1", text)
     text = _join_and_list(text)
-    return _strip_outer_parentheses(text.strip())
+    return _strip_outer_groups(text.strip())
 
 
 def strip_text_units(text: str) -> str:
