@@ -335,6 +335,11 @@ TRANSFORMS: dict[str, Transform] = {
     "decimal for a fraction": _decimal_fraction,
     "a/b for \\frac{a}{b}": _slash_fraction,
     "interval as a relation": _interval_as_relation,
+    "{a \\over b}": _sub(re.compile(r"\\[dt]?frac\{([^{}]*)\}\{([^{}]*)\}"), r"{\1 \\over \2}"),
+    "x \\in \\{list\\}": lambda a: (
+        "x \\in " + _as_set(a) if _as_set(a) and not re.search(r"[(=]|x", a) else None
+    ),
+    "X\\,\\% (spaced percent)": _sub(re.compile(r"\s*\\?%"), r"\\,\\%"),
     "\\geq for \\geqslant": _sub(re.compile(r"\\([lg]e)qslant"), r"\\\1q"),
     "\\left\\{ list \\right\\}": lambda a: (
         ("\\left\\{ " + a + " \\right\\}") if _as_set(a) else None

@@ -83,6 +83,9 @@ def test_clean_answer_rewrites_what_math_verify_misreads():
         ("\\displaystyle \\frac{14}{3}", "\\frac{14}{3}"),
         ("\\textstyle 9", "9"),
         ("\\cfrac{14}{3}", "\\frac{14}{3}"),
+        ("{14 \\over 3}", "\\frac{14 }{ 3}"),
+        ("\\overline{AB}", "\\overline{AB}"),
+        ("x \\in \\{1, 3\\}", "\\{1, 3\\}"),
         ("\\left( 9 \\right)", "9"),
         ("(9)", "9"),
         ("(a+5)(b+2)", "(a+5)(b+2)"),  # two groups: no outer parentheses

@@ -73,6 +73,9 @@ EXAMPLES = {
     "decimal for a fraction": ("-\\frac{3}{8}", "-0.375"),
     "a/b for \\frac{a}{b}": ("\\frac{3\\sqrt{3}}{4}", "(3\\sqrt{3})/4"),
     "interval as a relation": ("(3,4]", "3 < x \\leq 4"),
+    "{a \\over b}": ("-\\frac{35}{9}", "-{35 \\over 9}"),
+    "x \\in \\{list\\}": ("1,3,5", "x \\in \\{1,3,5\\}"),
+    "X\\,\\% (spaced percent)": ("62.5%", "62.5\\,\\%"),
     "\\geq for \\geqslant": ("$k \\geqslant 2$", "k \\geq 2"),
     "\\left\\{ list \\right\\}": ("-2,1", "\\left\\{ -2,1 \\right\\}"),
 }

@@ -9,11 +9,12 @@ form rules refused correct answers written with it):
 - style and size: ``\\displaystyle``, ``\\textstyle``; ``\\left( \\right)``, ``\\bigl( \\bigr)``,
   ``\\Big(``, ``\\left.``                                          -> plain delimiters
 - bold: ``\\boldsymbol{9}``, ``\\mathbf{9}``, ``\\bm{9}``                 -> ``9`` (``{...}`` inside)
-- fraction variants: ``\\cfrac``, ``\\dfrac``, ``\\tfrac``                  -> ``\\frac``
+- fraction variants: ``\\cfrac``, ``\\dfrac``, ``\\tfrac``, ``{a \\over b}``       -> ``\\frac``
 - digit groups: ``2\\,220``, ``10,\\!080``, ``2{,}220``                       -> ``2220``
 - spacing: ``\\, \\; \\: \\! \\ ``, ``~``, ``\\quad``, ``\\hspace{..}``           -> one space
 - text commands: ``\\textnormal``, ``\\textrm``, ``\\textbf``, ``\\mbox``, ...   -> ``\\text``
-- a leading ``\\approx``; a currency sign: ``9\\$``, ``\\$9``, ``1,000.99€``  -> ``9``, ``1,000.99``
+- a leading ``\\approx``; ``x \\in`` before a set or an interval    -> the value, the set
+- a currency sign: ``9\\$``, ``\\$9``, ``1,000.99€``, ``£5``             -> ``9``, ``1,000.99``, ``5``
 - a sign in a numerator: ``\\frac{-35}{9}``, ``(-1)/1997``               -> ``-\\frac{35}{9}``, ``-1/1997``
 - a list joined by "and": ``1, 3, \\text{and } 5``, ``3 and 5``            -> ``1, 3, 5``, ``3, 5``
 - parentheses or braces around a whole single answer: ``(9)``, ``\\left( 9 \\right)``, ``{9}`` -> ``9``
@@ -56,6 +57,10 @@ _UNICODE = {
 }
 _STYLE = re.compile(r"\\(?:display|text|script|scriptscript)style(?![A-Za-z])\s*")
 _FRACTION_VARIANT = re.compile(r"\\[cdt]frac(?![A-Za-z])")
+_OVER_COMMAND = r"\\over(?![A-Za-z])"
+_OVER = re.compile(rf"\{{([^{{}}]*?){_OVER_COMMAND}([^{{}}]*)\}}")
+_TOP_OVER = re.compile(rf"^([^{{}}]*?){_OVER_COMMAND}([^{{}}]*)$")
+_MEMBERSHIP = re.compile(r"^[A-Za-z](?:_\{?\w+\}?)?\s*\\in\s*(?=\\\{|[(\[])")
 _INVISIBLE_DELIMITER = re.compile(r"\\(?:left|right|middle)\s*\.")
 _DELIMITER_SIZE = re.compile(
     r"\\(?:left|right|middle|[Bb]igg?[lrm]?)(?![A-Za-z])\s*(?=[()\[\]|/<>]|\\[{}|]|\\[A-Za-z])"
@@ -170,6 +175,7 @@ def strip_presentation(text: str) -> str:
         text = text.replace(character, latex)
     text = _STYLE.sub("", text)
     text = _FRACTION_VARIANT.sub(r"\\frac", text)
+    text = _TOP_OVER.sub(r"\\frac{\1}{\2}", _OVER.sub(r"\\frac{\1}{\2}", text))
     text = _INVISIBLE_DELIMITER.sub("", text)
     text = _DELIMITER_SIZE.sub("", text)
     text = _TEXT_COMMAND.sub(r"\\text", text)
@@ -178,6 +184,7 @@ def strip_presentation(text: str) -> str:
     text = _TRAILING_PERIOD.sub("", text)
     text = _BOLD.sub("{", text)  # its group stays; around the whole answer it goes below
     text = _APPROXIMATELY.sub("", text)
+    text = _MEMBERSHIP.sub("", text)
     text = _EDGE_CURRENCY.sub("", text)
     text = _CURRENCY_SIGN.sub("", text)
     text = _NEGATIVE_NUMERATOR.sub(r"-\\frac{\1}", text)
