@@ -86,6 +86,7 @@ def test_clean_answer_rewrites_what_math_verify_misreads():
         ("{14 \\over 3}", "\\frac{14 }{ 3}"),
         ("\\overline{AB}", "\\overline{AB}"),
         ("x \\in \\{1, 3\\}", "\\{1, 3\\}"),
+        ("\\boldsymbol{x \\in [-2,7]}", "[-2,7]"),  # the edge rules see inside the wrapper
         ("\\left( 9 \\right)", "9"),
         ("(9)", "9"),
         ("(a+5)(b+2)", "(a+5)(b+2)"),  # two groups: no outer parentheses

@@ -182,7 +182,7 @@ def strip_presentation(text: str) -> str:
     text = _THIN_SPACE_GROUPS.sub(_join_digit_groups, text)
     text = _SPACING.sub(" ", text).strip()
     text = _TRAILING_PERIOD.sub("", text)
-    text = _BOLD.sub("{", text)  # its group stays; around the whole answer it goes below
+    text = _strip_outer_groups(_BOLD.sub("{", text))  # a bold group stays inside an answer
     text = _APPROXIMATELY.sub("", text)
     text = _MEMBERSHIP.sub("", text)
     text = _EDGE_CURRENCY.sub("", text)
