@@ -1,8 +1,8 @@
 """epx's scorer beside math-verify alone: honest notations credited, reward hacks refused.
 
-    .venv/bin/python benchmarks/scorer_agreement.py                      # every rewrite (~5 min)
+    .venv/bin/python benchmarks/scorer_agreement.py                      # every rewrite (~6 min)
     .venv/bin/python benchmarks/scorer_agreement.py --per-transform 50   # a seeded sample
-    .venv/bin/python benchmarks/scorer_agreement.py --ablation 15        # + each cleaning rule off
+    .venv/bin/python benchmarks/scorer_agreement.py --ablation 15        # + each rule off (~7 min)
 
 Two corpora, each scored by epx (`score_many`, 2 workers) and by math-verify 0.9 alone (its
 ``parse`` with boxed extraction first, ``verify`` against the gold parsed as ``\\boxed{gold}``,
