@@ -77,6 +77,28 @@ CORPUS = [
     ("code instead of an answer", "print(3 + 33)", "print(3 + 33)\n36"),
     ("Euler's e as a unit", "\\boxed{36\\mathrm{e}}", "\\boxed{36}"),
     ("Euler's e as a unit", "\\boxed{2\\mathrm{e}}", "\\boxed{2}", "2"),
+    # notation the scorer cleans away (issue 15) must not hide what is left
+    ("hedge in a unit", "\\boxed{36 \\text{ or 35}}", "\\boxed{36 \\text{ cm}}"),
+    ("hedge in a unit", "\\boxed{36\\text{, maybe 35}}", "\\boxed{36\\,\\text{cm}}"),
+    ("expression of numbers in wrappers", "\\boxed{\\displaystyle \\left( 3 + 33 \\right)}", "\\boxed{\\displaystyle \\left( 36 \\right)}"),
+    ("expression of numbers in wrappers", "\\boxed{\\boldsymbol{3+33}}", "\\boxed{\\boldsymbol{36}}"),
+    ("candidates joined by spacing or \"and\"", "\\boxed{35 \\; 36}", "\\boxed{\\; 36 \\;}"),
+    ("candidates joined by spacing or \"and\"", "\\boxed{35~36}", "\\boxed{36~\\text{cm}}"),
+    ("candidates joined by spacing or \"and\"", "\\boxed{35 \\text{ and } 36}", "\\boxed{36 \\text{ cm}}"),
+    ("answer list with the gold", "\\boxed{\\left(35, 36\\right)}", "\\boxed{\\left(36\\right)}"),
+    ("an approximate value", "\\boxed{\\approx 35.8}", "\\boxed{\\approx 36}"),
+    ("an inequality", "\\boxed{35 \u2264 x \u2264 37}", "\\boxed{x = 36}"),
+    # "Answer" without a colon is read only as a line holding one displayed value
+    ("answer line without a colon", "Answer $36$ or $35$", "Answer $36$"),
+    ("answer line without a colon", "Answer $34$ $35$ $36$", "Answer \\( 36 \\)"),
+    ("answer line without a colon", "Answer $$ 35, 36 $$", "Answer $$ 36 $$"),
+    # a final relation is an answer only for a relation or interval gold, and only a single one
+    ("a relation for a number", "So $x \\geq 36$.", "So $x = 36$."),
+    ("a relation for a number", "Therefore $35 < x < 37$ is the solution.", "Therefore $x = 36$ is the solution."),
+    ("a relation listing several", "so $x \\geq 5$ or $x \\leq 2$.", "so $x \\geq 5$.", "x \\geq 5"),
+    ("a relation listing several", "so $x \\leq 2$ or $x \\geq 5$.", "so $x \\geq 5$.", "[5, \\infty)"),
+    ("a relation wider than the gold", "so $x > 4$.", "so $x \\geq 5$.", "[5, \\infty)"),
+    ("a relation for a point", "so $-2 < x < 1$.", "So the answer is $(-2, 1)$.", "(-2,1)"),
 ]
 
 CASES = [

@@ -77,6 +77,83 @@ def test_clean_answer_rewrites_what_math_verify_misreads():
     assert clean_answer("\\text{(C)}") == "\\text{(C)}"  # nothing before it: not a unit
 
 
+@pytest.mark.parametrize(
+    ("raw", "cleaned"),
+    [
+        ("\\displaystyle \\frac{14}{3}", "\\frac{14}{3}"),
+        ("\\textstyle 9", "9"),
+        ("\\cfrac{14}{3}", "\\frac{14}{3}"),
+        ("{14 \\over 3}", "\\frac{14 }{ 3}"),
+        ("\\overline{AB}", "\\overline{AB}"),
+        ("x \\in \\{1, 3\\}", "\\{1, 3\\}"),
+        ("\\boldsymbol{x \\in [-2,7]}", "[-2,7]"),  # the edge rules see inside the wrapper
+        ("\\left( 9 \\right)", "9"),
+        ("(9)", "9"),
+        ("(a+5)(b+2)", "(a+5)(b+2)"),  # two groups: no outer parentheses
+        ("\\left(3,4\\right]", "(3,4]"),
+        ("\\bigl(6,31\\bigr)", "(6,31)"),
+        ("\\Big(6,31\\Big)", "(6,31)"),
+        ("\\left\\lfloor x \\right\\rfloor", "\\lfloor x \\rfloor"),
+        ("(6, \\, 31, \\, -1)", "(6, 31, -1)"),
+        ("\\; 9 \\!", "9"),
+        ("9\\textnormal{ cm}", "9"),
+        ("9~\\text{cm}", "9"),
+        ("44 \\mathrm{~km} \\mathrm{~s}^{-1}", "44"),
+        ("(45 \\text{ degrees}, 60 \\text{ degrees})", "(45, 60)"),
+        ("36 \\text{ or 35}", "36 \\text{ or 35}"),  # a hedge is no unit
+        ("9\\$", "9"),
+        ("\\$9", "9"),
+        ("\\frac{-35}{9}", "-\\frac{35}{9}"),
+        ("\\frac{-1+\\sqrt{5}}{2}", "\\frac{-1+\\sqrt{5}}{2}"),  # a sum's sign stays
+        ("(-1)/1997", "-1/1997"),
+        ("f(-1)/2", "f(-1)/2"),  # an argument is no numerator
+        ("\\boldsymbol{9}", "9"),
+        ("2\\mathbf{x+1}", "2{x+1}"),  # inside an answer the group is kept
+        ("2\\,220", "2220"),
+        ("1, 3, \\text{and } 5", "1, 3, 5"),
+        ("3 \\text{ and } 5", "3, 5"),
+        ("\\text{east and west}", "\\text{east and west}"),  # "and" inside text stays
+        ("\\approx 0.53", "0.53"),
+        ("\u22122\u03c0", "-2\\pi"),
+    ],
+)
+def test_clean_answer_removes_presentation_that_changes_nothing(raw: str, cleaned: str):
+    assert clean_answer(raw) == cleaned
+
+
+# ---- extraction: final statements without a box --------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("completion", "gold", "expected"),
+    [
+        # "Answer" and one displayed value on a line, no colon (math-verify's own test cases)
+        ("Answer \\( 9 \\)", "9", 1.0),
+        ("Answer $$ 9 $$", "9", 1.0),
+        ("Answer $ 9 $", "9", 1.0),
+        ("Answer \\[ \n 9 \n \\]", "9", 1.0),  # display math may span lines
+        ("Answer $ \n 9 \n $", "9", 0.0),  # inline math may not
+        ("**Final Answer** $\\frac{14}{3}$", "\\frac{14}{3}", 1.0),
+        ("Answer $36$ or $35$", "36", 0.0),  # more than the value on the line: no answer line
+        # a final relation after a concluding word, for a relation or an interval gold
+        ("Therefore $x \\geq 5$ is the solution.", "x \\geq 5", 1.0),
+        ("Since the function grows, so $x \\geq 5$.", "[5, \\infty)", 1.0),
+        ("We find that $x \\lt 3$.", "(-\\infty, 3)", 1.0),
+        ("Thus $x <= 2$ is our answer.", "x \\leq 2", 1.0),
+        ("We find that $x \\neq 3$.", "x \\neq 3", 1.0),
+        ("so $3 < x \\leq 4$.", "(3,4]", 1.0),
+        ("Therefore $x < 5$ is the solution.", "x > 5", 0.0),
+        ("The solution is $x \\leq 5$", "x \\geq 5", 0.0),
+        ("\\boxed{5}. So $x \\geq 4$.", "5", 1.0),  # after a box a relation is a remark
+        ("Therefore $x = 36$ is the solution.", "36", 1.0),  # the value ends with its math
+    ],
+)
+def test_a_final_statement_without_a_colon_or_a_final_relation_is_the_answer(
+    completion: str, gold: str, expected: float
+):
+    assert math_correct(completion, gold) == expected, score_answer(completion, gold)
+
+
 # ---- garbage -------------------------------------------------------------------------------
 
 

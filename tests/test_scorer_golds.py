@@ -4,11 +4,11 @@ never gold-vs-gold only)."""
 
 from __future__ import annotations
 
-import json
 import re
 from pathlib import Path
 
 import pytest
+from notation_corpus import load_golds
 
 from epx.rewards import score_answer, score_many
 
@@ -18,14 +18,6 @@ INTEGER = re.compile(r"-?\d+")
 
 def sentence(answer: str) -> str:
     return f"Putting the steps together, so the final answer is \\boxed{{{answer}}}."
-
-
-def load_golds(data_dir: Path) -> list[tuple[str, str]]:
-    return [
-        (record["id"], record["answer"])
-        for path in sorted(data_dir.glob("*.jsonl"))
-        for record in map(json.loads, path.read_text().splitlines())
-    ]
 
 
 @pytest.fixture(scope="module")

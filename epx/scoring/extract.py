@@ -1,13 +1,18 @@
 """Find a completion's final answer: pure string work, no math-verify.
 
-The final answer is the *last* of two things:
+The final answer is the *last* of these:
 
 - the last ``\\boxed{}``/``\\fbox{}``; a final run of boxes joined only by ``,``, ``;``, ``and``,
   ``\\quad`` (and spaces, ``$``) is kept as one answer of several parts (one part when every box
   holds the same text), and a run joined by ``or`` is a hedge;
-- an explicit final statement after that box: "the (final) answer is X", "Answer: X", a closing
-  "= X" / "equals X" / "is X" (the end of the completion), or a last line that holds only the
-  answer (a hedge when the line before holds only another number: a list of candidates).
+- an explicit final statement after that box: "the (final) answer is X", "Answer: X", a line
+  holding "Answer" and one displayed value (``Answer \\( 9 \\)``, ``Answer $$ 9 $$``: nothing else
+  on the line), a closing "= X" / "equals X" / "is X" (the end of the completion), or a last
+  line that holds only the answer (a hedge when the line before holds only another number: a
+  list of candidates);
+- in a completion without any box, a final relation in math after a concluding word ("so
+  $x \\geq 5$.", "Therefore $x > 5$ is the solution."; a hedge when its sentence holds "or"); after
+  a box a relation is a remark ("\\boxed{5}. So $x \\geq 4$.") and the box stands.
 
 Without either there is no answer: an expression found somewhere in the text is never one.
 With ``strictness="boxed"`` only boxes count.
@@ -20,6 +25,7 @@ from dataclasses import dataclass
 from typing import Literal
 
 from epx.scoring import forms
+from epx.scoring.normalize import clean_answer
 
 Strictness = Literal["final", "boxed"]
 STRICTNESS: tuple[Strictness, ...] = ("final", "boxed")
@@ -43,7 +49,26 @@ _HEDGE_JOINER = re.compile(
 _HEDGE_WORD = re.compile(r"\b(?:or|either|maybe|perhaps|alternatively|possibly|otherwise)\b", re.I)
 
 _MARKER = re.compile(r"(?:\bfinal\s+answer|\banswer)[*_]*\s*(?:is\b|:|=)[*_:\s]*", re.IGNORECASE)
-_CLOSING = re.compile(r"(?:=|\bequals\b|\bis\b)\s*", re.IGNORECASE)
+_CLOSING = re.compile(r"(?:(?<![<>!=])=(?!=)|\bequals\b|\bis\b)\s*", re.IGNORECASE)
+# A line holding the word "Answer" and one displayed value, no colon: "Answer \\( 9 \\)"
+_ANSWER_LINE = re.compile(
+    r"^[ \t#*_>]*(?:final[ \t]+)?answer[*_]*[ \t]*(?:\$\$(?P<display>(?:\\\$|[^$])+?)\$\$"
+    r"|\\\[(?P<bracket>(?:(?!\\\]).)+?)\\\]|\$(?P<inline>(?:\\\$|[^$\n])+)\$"
+    r"|\\\((?P<paren>(?:(?!\\\))[^\n])+?)\\\))[ \t.!*_]*$",
+    re.IGNORECASE | re.MULTILINE | re.DOTALL,
+)
+# A final relation: "so $x \\geq 5$.", "Therefore $x > 5$ is the solution."
+_INLINE_MATH = re.compile(r"\$(?P<dollar>(?:\\\$|[^$])+)\$|\\\((?P<paren>.+?)\\\)", re.DOTALL)
+_RELATION = re.compile(r"\\(?:geq?|leq?|geqslant|leqslant|gt|lt|neq?)(?![A-Za-z])|[<>]|!=")
+_CONCLUSION = re.compile(
+    r"(?:\b(?:so|thus|therefore|hence|get|have|obtain|find|is|are|that)|:)[\s,]*$", re.IGNORECASE
+)
+_MATH_CLOSE = re.compile(r"(?<!\\)\$|\\\)|\\\]")
+# What may follow a final value: "is the solution", "is our answer"
+_ANSWER_TAIL = re.compile(
+    r"^(?:\s*(?:is|are)\s+(?:the|our)\s+(?:final\s+)?(?:solution|answer)(?:\s+set)?)?[\s.!]*$",
+    re.IGNORECASE,
+)
 _SENTENCE_END = re.compile(r"\n|(?<!\d)\.(?=\s)|\.(?=\s+[A-Z])|[!?;](?=\s)")
 _CLAUSE = re.compile(
     r",\s+(?=[A-Za-z]{2})|\s+(?:because|since|as|which|so|for|when|where|if|but|"
@@ -159,9 +184,9 @@ def _sentence_text(text: str) -> tuple[str, str]:
     text = _LEADING.sub("", text)
     end = _SENTENCE_END.search(text)
     text = text[: end.start()] if end else text
-    clause = _CLAUSE.search(text)
-    value, tail = (text[: clause.start()], text[clause.start() :]) if clause else (text, "")
-    return _TRAILING.sub("", value).strip(), tail
+    cuts = [m.start() for m in (_CLAUSE.search(text), _MATH_CLOSE.search(text)) if m]
+    cut = min(cuts, default=len(text))  # a clause, or the end of the math the statement is in
+    return _TRAILING.sub("", text[:cut]).strip(), text[cut:]
 
 
 def _question(text: str) -> bool:
@@ -188,9 +213,9 @@ def answer_only(line: str) -> str | None:
 def _listed_after_another(value: str, before: list[str]) -> bool:
     """Whether a last-line number follows a line holding only another number: a list of
     candidates ("34\\n35\\n36"), which offers several values."""
-    number = forms.number_core(value)
+    number = forms.number_core(clean_answer(value))
     previous = answer_only(before[-1]) if before and number is not None else None
-    other = forms.number_core(previous) if previous is not None else None
+    other = forms.number_core(clean_answer(previous)) if previous is not None else None
     return other is not None and other != number
 
 
@@ -202,9 +227,10 @@ class _Candidate:
     hedged: bool = False
 
 
-def final_statement(text: str) -> _Candidate | None:
+def final_statement(text: str, relations: bool = True) -> _Candidate | None:
     """The last explicit final statement in ``text`` (see the module docstring), or None;
-    hedged when the rest of its sentence offers another value ("..., otherwise 35")."""
+    hedged when the rest of its sentence offers another value ("..., otherwise 35").
+    ``relations``: whether a final relation ("so $x \\geq 5$.") counts as a statement."""
     offset = max(0, len(text) - _MAX_STATEMENT_TEXT)
     text = text[offset:]
     candidates: list[_Candidate] = []
@@ -214,9 +240,13 @@ def final_statement(text: str) -> _Candidate | None:
         if value and not _question(rest):
             hedged = _HEDGE_WORD.search(tail) is not None
             candidates.append(_Candidate(marker.end(), 2, value, hedged))
-    closing = _closing_statement(text)
-    if closing is not None:
-        candidates.append(closing)
+    for line in _ANSWER_LINE.finditer(text):
+        group = next(name for name, value in line.groupdict().items() if value is not None)
+        if line.group(group).strip():
+            candidates.append(_Candidate(line.start(group), 2, line.group(group).strip()))
+    for closing in (_closing_statement(text), _relation_statement(text) if relations else None):
+        if closing is not None:
+            candidates.append(closing)
     lines = [line for line in text.splitlines() if line.strip()]
     if lines:
         value = answer_only(lines[-1])
@@ -234,15 +264,18 @@ def final_statement(text: str) -> _Candidate | None:
     return max(candidates, key=order)
 
 
+def _last_sentence_start(body: str) -> int:
+    """Where the last sentence of ``body`` starts."""
+    starts = [end.end() for end in _SENTENCE_END.finditer(body)]
+    return starts[-1] if starts else 0
+
+
 def _closing_statement(text: str) -> _Candidate | None:
     """The "= X" / "equals X" / "is X" that ends the completion's last sentence."""
     body = _TRAILING.sub("", text)
     if not body or body.rstrip().endswith("?"):
         return None
-    last_end = None
-    for end in _SENTENCE_END.finditer(body):
-        last_end = end
-    start = last_end.end() if last_end else 0
+    start = _last_sentence_start(body)
     sentence = body[start:]
     for match in reversed(list(_CLOSING.finditer(sentence))):
         rest = sentence[match.end() :]
@@ -253,11 +286,35 @@ def _closing_statement(text: str) -> _Candidate | None:
     return None
 
 
+def _relation_statement(text: str) -> _Candidate | None:
+    """A relation in math that ends the completion after a concluding word ("so $x \\geq 5$.",
+    "Therefore $x > 5$ is the solution."); hedged when its sentence holds a hedge word."""
+    body = text.rstrip()
+    start = _last_sentence_start(body)
+    sentence = body[start:]
+    maths = list(_INLINE_MATH.finditer(sentence))
+    if not maths:
+        return None
+    math = maths[-1]
+    value = (math.group("dollar") or math.group("paren") or "").strip()
+    if (
+        not _RELATION.search(value)
+        or not re.search(r"[A-Za-z]", _LATEX_COMMAND.sub(" ", value))  # a variable
+        or not _CONCLUSION.search(sentence[: math.start()])
+        or not _ANSWER_TAIL.match(sentence[math.end() :])
+    ):
+        return None
+    hedged = _HEDGE_WORD.search(sentence) is not None
+    return _Candidate(start + math.start(), 1, value, hedged)
+
+
 def _ends_sentence(rest: str, value: str) -> bool:
     """Whether ``value`` is followed by nothing but a subordinate clause in ``rest``."""
     tail = rest[rest.find(value) + len(value) :] if value in rest else ""
     tail = _TRAILING.sub("", tail.replace("$", "")).strip()
-    return not tail or bool(_CLAUSE.match(" " + tail if not tail.startswith(",") else tail))
+    if not tail or _ANSWER_TAIL.match(tail):
+        return True
+    return bool(_CLAUSE.match(" " + tail if not tail.startswith(",") else tail))
 
 
 def final_answer(completion: str, strictness: Strictness = DEFAULT_STRICTNESS) -> FinalAnswer:
@@ -279,7 +336,7 @@ def final_answer(completion: str, strictness: Strictness = DEFAULT_STRICTNESS) -
         after = completion[last.end + 1 :] if last.end is not None else ""
     if strictness == "boxed":
         return answer
-    statement = final_statement(after)
+    statement = final_statement(after, relations=not boxes)
     if statement is None:
         return answer
     return FinalAnswer(

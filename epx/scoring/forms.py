@@ -1,6 +1,7 @@
 """How an answer is written, before its value is compared: parts, number literals and hedges.
 
-Pure string work on cleaned answers (`normalize.clean_answer`):
+Pure string work on cleaned answers (`normalize.clean_answer` has removed presentation:
+``\\left``, spacing, ``\\dfrac``, bold, ...; the rules here never see it):
 
 - `split_parts`: the top-level parts of an answer list (``1, 3, 5``; ``(2,2), (6,2)``; ``x=1 or
   x=2``); a thousands group (``10,080``), a tuple, a set or an interval is one part;
@@ -28,11 +29,11 @@ _SIGN = r"[-+\u2212]?"
 _DECIMAL = r"(?:\d{1,3}(?:,\d{3})+|\d+)(?:\.\d*)?|\.\d+"
 _POWER_OF_TEN = r"10\s*\^\s*(?:\{\s*[-+]?\d+\s*\}|[-+]?\d)"
 _SCIENTIFIC = rf"(?:{_DECIMAL})\s*(?:\\times|\\cdot|\*|\u00d7)\s*{_POWER_OF_TEN}|{_POWER_OF_TEN}"
-_FRACTION = r"(?:\d+\s*)?\\[dt]?frac\s*(?:\{\s*\d+\s*\}|\d)\s*(?:\{\s*\d+\s*\}|\d)|\d+\s*/\s*\d+"
+_FRACTION = r"(?:\d+\s*)?\\frac\s*(?:\{\s*\d+\s*\}|\d)\s*(?:\{\s*\d+\s*\}|\d)|\d+\s*/\s*\d+"
 _BASE = rf"(?:{_DECIMAL})_\s*(?:\{{\s*\d+\s*\}}|\d+)"
 _NUMBER = re.compile(rf"{_SIGN}\s*(?:{_SCIENTIFIC}|{_FRACTION}|{_BASE}|{_DECIMAL})")
 
-_WRAPPER = re.compile(r"^\\(?:text|textbf|mathbf|mathrm|mbox|boxed)\s*\{(.*)\}$", re.DOTALL)
+_WRAPPER = re.compile(r"^\\(?:text|mathrm|boxed)\s*\{(.*)\}$", re.DOTALL)
 _LHS = re.compile(r"^(?:[A-Za-z](?:_\{?\w+\}?)?|\\[A-Za-z]+)\s*=\s*")
 _CURRENCY = re.compile(
     r"^(?:\\\$|\$|\u20ac|\u00a3|\u00a5|\\euro\b|USD|EUR)\s*|\s*(?:\\\$|\u20ac|\u00a3|\u00a5|\\euro|USD|EUR|dollars?|euros?|cents?)$",
@@ -41,20 +42,26 @@ _CURRENCY = re.compile(
 _PERCENT = re.compile(r"\s*(?:\\%|%|\\text\s*\{\s*percent\s*\}|\s+percent)$")
 _DEGREES = re.compile(r"\s*(?:\^\s*\{?\s*\\circ\s*\}?|\u00b0|\\degree\b|\s*degrees?)$")
 _UNIT = re.compile(
-    r"\s*(?:\\(?:text|mbox|mathrm|rm)\s*\{[^{}]*\}|\s[A-Za-z]{1,15}(?:\s[A-Za-z]{1,15})?)"
+    r"\s*(?:\\(?:text|mathrm|rm)\s*\{[^{}]*\}|\s[A-Za-z]{1,15}(?:\s[A-Za-z]{1,15})?)"
     r"(?:\s*\^\s*\{?\s*[23]\s*\}?|\u00b2|\u00b3)?$"
 )
-_SET = re.compile(r"(?:\\left\s*)?\\?\{(.*?)(?:\\right\s*)?\\?\}", re.DOTALL)
+_SET = re.compile(r"\\?\{(.*?)\\?\}", re.DOTALL)
 _WORD_UNIT = re.compile(
-    r"\s*(?:\\(?:text|mbox|mathrm|rm)\s*\{[^{}]*\}|\s[A-Za-z]{2,15}(?:\s[A-Za-z]{2,15})?)"
+    r"\s*(?:\\(?:text|mathrm|rm)\s*\{[^{}]*\}|\s[A-Za-z]{2,15}(?:\s[A-Za-z]{2,15})?)"
     r"(?:\s*\^\s*\{?\s*[23]\s*\}?|\u00b2|\u00b3)?$"
 )
-_GROUP = re.compile(r"(?:\\left\s*)?[(\[](.*)(?:\\right\s*)?[)\]]", re.DOTALL)
-_SPACING = re.compile(r"\\[,;:! ]|\\q?quad|\\left|\\right|\s+")
+_GROUP = re.compile(r"[(\[](.*)[)\]]", re.DOTALL)
+_RELATION_SIGN = re.compile(
+    r"<=|>=|!=|<|>|\\(?:leq?|geq?|leqslant|geqslant|lt|gt|neq?)(?![A-Za-z])"
+)
+_VARIABLE = re.compile(r"[A-Za-z](?:_\{?\w+\}?)?")
+_INTERVAL = re.compile(
+    r"\\infty|\\cup|\[[^()\[\]]*,[^()\[\]]*[)\]]|[(\[][^()\[\]]*,[^()\[\]]*\]"
+)
 
 
 def _unwrap_set(text: str) -> str:
-    """``\\{1, 2\\}`` (or ``{1, 2}``, ``\\left\\{...\\right\\}``) -> ``1, 2``; else the text."""
+    """``\\{1, 2\\}`` (or ``{1, 2}``) -> ``1, 2``; else the text."""
     text = text.strip()
     match = _SET.fullmatch(text)
     if match is None or not _balanced(match.group(1)):
@@ -140,9 +147,25 @@ def _numeric_part(part: str, letter_units: bool) -> bool:
     return is_number_literal(part, letter_units)
 
 
+def is_numeric_relation(text: str) -> bool:
+    """Whether ``text`` bounds one variable by number literals (``x \\geq 5``, ``3 < x \\leq 4``)."""
+    sides = [side.strip() for side in _RELATION_SIGN.split(text)]
+    if not 2 <= len(sides) <= 3:
+        return False
+    variables = [side for side in sides if _VARIABLE.fullmatch(side)]
+    numbers = [side for side in sides if is_number_literal(side, letter_units=False)]
+    return len(variables) == 1 and len(numbers) == len(sides) - 1
+
+
+def is_interval(text: str) -> bool:
+    """Whether ``text`` is written as an interval or a union: ``[a, b)``, ``(a, b]``, ``\\infty``,
+    ``\\cup`` (an open pair ``(a, b)`` may be a point)."""
+    return _INTERVAL.search(text) is not None
+
+
 def is_hedge(text: str) -> bool:
     """Whether ``text`` offers alternatives ("35 or 36", "either 35 or 36", "maybe 36")."""
-    return _HEDGE.search(_SPACING.sub(" ", text)) is not None
+    return _HEDGE.search(text) is not None
 
 
 def part_count(text: str) -> int:

@@ -10,7 +10,10 @@ final statement after it; never an expression found elsewhere), cleaned by
 and once without (``6m`` is 6 metres or 6 times m: either reading may match). Its form is judged
 before its value (`forms`): a hedge, a list for a one-part gold, or an expression for a gold
 written as a number is wrong whatever its value. The gold is parsed once, without unit stripping
-(``6m`` stays 6m), as each of `normalize.gold_candidates`.
+(``6m`` stays 6m), as each of `normalize.gold_candidates`. A gold written as an interval
+(``[a, b)``, ``(a, b]``, ``\\infty``, ``\\cup``) also accepts a relation in one variable (``x \\geq 5`` for
+``[5, \\infty)``, ``3 < x \\leq 4`` for ``(3,4]``); an open pair ``(-2, 1)`` may be a point, so
+it does not.
 """
 
 from __future__ import annotations
@@ -131,6 +134,7 @@ def _matches(gold: _Gold, answers: list[object], deadline: Deadline, percent: bo
                     parsed,
                     answer,
                     float_rounding=decimals,
+                    allow_set_relation_comp=gold.interval,
                     timeout_seconds=deadline.seconds(),
                     raise_on_error=True,
                 ):
@@ -166,7 +170,9 @@ class _Answer:
 @dataclass(frozen=True)
 class _Gold:
     """A gold answer, read once: its parses, how many parts it has, whether it is written as a
-    number (then only a number answers it) and whether it is itself a choice ("A or B")."""
+    number (then only a number answers it), whether it is itself a choice ("A or B") and whether
+    it is written as an interval (then a relation answers it: ``x \\geq 5`` for ``[5, \\infty)``).
+    """
 
     parses: tuple[object, ...]
     decimals: tuple[int, ...]  # per parse: decimals its value is compared to
@@ -174,6 +180,7 @@ class _Gold:
     parts: int
     numeric: bool
     hedge: bool
+    interval: bool
 
 
 _UNREADABLE = object()  # in the gold cache: a gold whose parsing ran out of time
@@ -213,6 +220,7 @@ def _gold(gold: str, timeout: float) -> _Gold:
             forms.part_count(cleaned),
             forms.is_numeric(cleaned, letter_units=False),
             forms.is_hedge(cleaned),
+            forms.is_interval(cleaned),
         )
         _gold_cache[gold] = cached
     return cached  # type: ignore[return-value]
@@ -247,7 +255,8 @@ def _form_verdict(answer: _Answer, gold: _Gold) -> str | None:
         return "wrong"
     if gold.numeric:
         value = text.rsplit("=", 1)[-1] if "=" in text else text
-        if not forms.is_numeric(value):
+        relation = gold.interval and forms.is_numeric_relation(text)
+        if not (forms.is_numeric(value) or relation):
             return "wrong"
     return None
 
