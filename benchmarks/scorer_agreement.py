@@ -73,7 +73,7 @@ def _leave_out(rule: str | None) -> None:
 
 
 def _epx_correct(pair: Pair) -> bool:
-    from epx.rewards import score_answer
+    from epx.scoring import score_answer
 
     return score_answer(*pair).correct
 
@@ -108,7 +108,7 @@ def table(title: str, classes: Results, share: bool) -> list[str]:
 
 def compare(corpus: list, gaming: list[tuple], workers: int) -> None:
     """Both corpora by epx and by math-verify alone: the tables, then what each got wrong."""
-    from epx.rewards import score_many
+    from epx.scoring import score_many
 
     pairs = [(r.completion, r.gold) for r in corpus] + [(c[1], c[3]) for c in gaming]
     start = time.perf_counter()

@@ -70,7 +70,7 @@ def main() -> None:
     parser.add_argument("--timeout", type=float, default=10.0)
     args = parser.parse_args()
 
-    from epx.rewards import score_answer, score_many
+    from epx.scoring import score_answer, score_many
 
     cases = draw_cases(load_golds(DATA_DIR), args.n, args.seed)
     warm = [(f"\\boxed{{{i}}}", str(i)) for i in range(4 * args.workers)]

@@ -254,7 +254,7 @@ def _run_chunk(
     strictness: str,
 ) -> list[dict[str, Any]]:
     """Generate and score one chunk; its records in item order."""
-    from epx.rewards import score_many
+    from epx.scoring import score_many
 
     start, stop = span
     n = sampling.n

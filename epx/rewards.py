@@ -1,12 +1,7 @@
-"""Verifiable rewards: the math scorer (`math_correct`, `score_many`, ...) and TRL reward functions.
-
-One scorer serves training and evaluation. The answer is the content of the last ``\\boxed{}``
-or ``\\fbox{}`` (else math-verify's unboxed final answer); it is compared with the gold by
-math-verify after both are cleaned of notations it misreads (`epx.scoring.normalize`).
-`score_answer` scores in this process; `score_many` in worker processes with a hard time limit
-(`epx.scoring.pool`). The reward functions are looked up by name in `REWARD_FUNCTIONS` and built
-with `build_reward_function`; each returns one float per completion, never raises to TRL, and
-counts its outcomes (`pop_counts`).
+"""TRL reward functions over the answer scorer (`epx.scoring`): `correctness`, `format` and
+`overlong`, looked up by name in `REWARD_FUNCTIONS` and built with `build_reward_function` (from a
+recipe: `recipe_rewards`). Each returns one float per completion, never raises to TRL, and counts
+its outcomes (`pop_counts`).
 """
 
 from __future__ import annotations
@@ -15,87 +10,23 @@ import inspect
 import logging
 import threading
 from collections import Counter
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from typing import Any, ClassVar, Protocol, runtime_checkable
 
 from epx.errors import RecipeError, did_you_mean
-from epx.scoring.extract import DEFAULT_STRICTNESS, STRICTNESS, Strictness
-from epx.scoring.pool import as_item, as_text, default_workers, run_in_pool
-from epx.scoring.score import Score
+from epx.scoring import DEFAULT_STRICTNESS, STRICTNESS, Score, Strictness, score_many
+from epx.scoring.pool import as_text
 
 __all__ = [
     "REWARD_FUNCTIONS",
     "RewardFunction",
-    "Score",
-    "answer_key",
     "build_reward_function",
-    "math_correct",
     "overlong_penalty",
-    "score_answer",
-    "score_many",
+    "recipe_rewards",
 ]
 
 logger = logging.getLogger(__name__)
 COUNT_KEYS = ("total", "correct", "failures", "timeouts", "unparsed", "truncated")
-
-
-def _on_main_thread() -> bool:
-    return threading.current_thread() is threading.main_thread()
-
-
-def score_many(
-    pairs: Iterable[tuple[str, str]],
-    workers: int | None = None,
-    timeout: float = 10.0,
-    strictness: Strictness = DEFAULT_STRICTNESS,
-) -> list[Score]:
-    """Score (completion, gold) pairs in worker processes; never hangs, never raises on input.
-
-    ``workers``: processes (default one per core, at most 8); 0 scores in this process, which
-    only the main thread may do (elsewhere 0 means one worker). ``timeout``: seconds per pair for
-    math-verify; a pair still running ``GRACE_SECONDS`` later has its worker killed and scores
-    ``Score("timeout")``. ``strictness``: ``final`` (the last box or an explicit final statement
-    after it) or ``boxed`` (boxes only); see `epx.scoring.extract`.
-    """
-    check_strictness(strictness)
-    if not timeout > 0:
-        raise ValueError(f"timeout must be > 0 seconds, got {timeout}")
-    if workers is not None and workers < 0:
-        raise ValueError(f"workers must be >= 0, got {workers}")
-    if workers == 0 and _on_main_thread():
-        from epx.scoring.local import score_local
-
-        return [score_local(*as_item(pair), timeout, strictness) for pair in pairs]
-    size = default_workers() if workers is None else max(1, workers)
-    return run_in_pool(pairs, size, timeout, strictness)
-
-
-def check_strictness(strictness: object) -> None:
-    """ValueError unless ``strictness`` is one of `STRICTNESS`."""
-    if strictness not in STRICTNESS:
-        raise ValueError(f"strictness must be one of {', '.join(STRICTNESS)}, got {strictness!r}")
-
-
-def score_answer(
-    completion: str, gold: str, timeout: float = 10.0, strictness: Strictness = DEFAULT_STRICTNESS
-) -> Score:
-    """Score one completion in this process (through a worker when not on the main thread)."""
-    check_strictness(strictness)
-    if not _on_main_thread():
-        return score_many([(completion, gold)], 1, timeout, strictness)[0]
-    from epx.scoring.local import score_local
-
-    return score_local(as_text(completion), as_text(gold), timeout, strictness)
-
-
-def math_correct(completion: str, gold: str, strictness: Strictness = DEFAULT_STRICTNESS) -> float:
-    """1.0 when the completion's final answer equals the gold, else 0.0."""
-    return 1.0 if score_answer(completion, gold, strictness=strictness).correct else 0.0
-
-
-def answer_key(completion: str) -> str | None:
-    """Canonical key of the completion's final answer (equal for equivalent answers), or None."""
-    return score_answer(completion, "").key
 
 
 def overlong_penalty(length: int, max_length: int, buffer: int, factor: float = 1.0) -> float:
@@ -249,6 +180,7 @@ class _ScoredReward(CountingReward):
             )
         self.timeout = float(timeout)
         self.workers = workers
+        self.batch = LastBatch()  # `recipe_rewards` gives the recipe's scored rewards one
 
     def _score(
         self, texts: list[str | None], completion_ids: Any, columns: dict[str, Any]
@@ -258,7 +190,7 @@ class _ScoredReward(CountingReward):
             logger.warning("reward '%s' needs an 'answer' column, one per completion", self.name)
             return [(0.0, "failures")] * len(texts)
         pairs = [(t or "", as_text(g)) for t, g in zip(texts, golds, strict=True)]
-        scores = _score_batch(pairs, self.workers, self.timeout, self.strictness)
+        scores = self.batch.score(pairs, self.workers, self.timeout, self.strictness)
         cut = self._truncated(completion_ids, len(texts))
         scored = [
             (0.0, "failures")
@@ -291,23 +223,25 @@ class _ScoredReward(CountingReward):
         raise NotImplementedError
 
 
-_last_batch: tuple[tuple[Any, ...], list[Score]] | None = None
-_last_batch_lock = threading.Lock()
+class LastBatch:
+    """`score_many` that remembers its last batch: the scored rewards of one recipe
+    (`correctness`, `format`) share one, so a batch they both read is scored once."""
 
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._last: tuple[tuple[Any, ...], list[Score]] | None = None
 
-def _score_batch(
-    pairs: list[tuple[str, str]], workers: int, timeout: float, strictness: Strictness
-) -> list[Score]:
-    """score_many, remembering the last batch: correctness and format score the same one."""
-    global _last_batch
-    key = (tuple(pairs), workers, timeout, strictness)
-    with _last_batch_lock:
-        if _last_batch is not None and _last_batch[0] == key:
-            return _last_batch[1]
-    scores = score_many(pairs, workers=workers, timeout=timeout, strictness=strictness)
-    with _last_batch_lock:
-        _last_batch = (key, scores)
-    return scores
+    def score(
+        self, pairs: list[tuple[str, str]], workers: int, timeout: float, strictness: Strictness
+    ) -> list[Score]:
+        key = (tuple(pairs), workers, timeout, strictness)
+        with self._lock:
+            if self._last is not None and self._last[0] == key:
+                return self._last[1]
+        scores = score_many(pairs, workers=workers, timeout=timeout, strictness=strictness)
+        with self._lock:
+            self._last = (key, scores)
+        return scores
 
 
 REWARD_FUNCTIONS: dict[str, type[CountingReward]] = {}
@@ -433,6 +367,7 @@ def recipe_rewards(recipe: Any, max_completion_length: int) -> tuple[list[Reward
     """A recipe's reward functions (its `reward` section) and their weights; `overlong` without
     a `max_length` takes the completion limit. RecipeError names the file and the function."""
     functions, weights = [], []
+    batch = LastBatch()  # correctness and format read the same batch: scored once
     for spec in recipe.reward.functions:
         params = dict(spec.params)
         if spec.name in SCORED_REWARDS:
@@ -441,6 +376,8 @@ def recipe_rewards(recipe: Any, max_completion_length: int) -> tuple[list[Reward
             function = build_reward_function(spec.name, **params)
             if getattr(function, "max_length", 0) is None:  # overlong: the completion limit
                 function.max_length = max_completion_length
+            if isinstance(function, _ScoredReward):
+                function.batch = batch
         except RecipeError as error:
             raise RecipeError(f"{recipe.source}: reward.functions.{spec.name}: {error}") from None
         functions.append(function)

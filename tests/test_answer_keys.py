@@ -30,7 +30,7 @@ from pathlib import Path
 
 import pytest
 
-from epx.rewards import answer_key, score_many
+from epx.scoring import answer_key, score_many
 
 EQUIVALENT_GROUPS = [
     ["0.5", "\\frac12", "1/2", "\\frac{1}{2}", "\\dfrac{2}{4}"],

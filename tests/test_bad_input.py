@@ -306,7 +306,7 @@ GARBAGE = ["\\frac{" * 5000, "x" * 1_000_000, "2003^{2002^{2001}}", "(" * 5000 +
 
 
 def test_a_garbage_gold_is_parsed_once_per_prompt_not_once_per_sample():
-    from epx.rewards import score_many
+    from epx.scoring import score_many
 
     pairs = [(f"so \\boxed{{{i}}}", gold) for gold in GARBAGE for i in range(8)]
     start = time.monotonic()

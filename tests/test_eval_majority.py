@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from epx.metrics import majority_vote
-from epx.rewards import score_many
+from epx.scoring import score_many
 
 GOLD = "\\frac{1}{2}"
 

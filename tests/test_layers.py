@@ -13,7 +13,7 @@ LAYERS: list[tuple[str, tuple[str, ...]]] = [
     # pure helpers and the formula cores: no recipe, no trainer, no command
     ("foundation", ("epx", "epx.errors", "epx.console", "epx.quiet", "epx.hub", "epx.paths",
                     "epx.locks", "epx.records", "epx.grpo_fields", "epx.tiny", "epx.stats",
-                    "epx.checkpoints", "epx.metrics", "epx.shaping", "epx.stage",
+                    "epx.checkpoints", "epx.metrics", "epx.shaping", "epx.stage", "epx.reports",
                     "epx.interventions", "epx.scoring", "epx.execution")),
     # the shared cores the commands stand on: recipe, data, models, rewards, the benchmark
     # registry, generation and the eval core, the run directory's layout, the launch checks

@@ -6,7 +6,8 @@ from __future__ import annotations
 
 import pytest
 
-from epx.rewards import build_reward_function, math_correct, score_answer
+from epx.rewards import build_reward_function
+from epx.scoring import math_correct, score_answer
 
 GOLD = "36"
 

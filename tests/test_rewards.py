@@ -9,16 +9,8 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from epx.errors import RecipeError
-from epx.rewards import (
-    REWARD_FUNCTIONS,
-    RewardFunction,
-    Score,
-    answer_key,
-    build_reward_function,
-    math_correct,
-    overlong_penalty,
-    score_answer,
-)
+from epx.rewards import REWARD_FUNCTIONS, RewardFunction, build_reward_function, overlong_penalty
+from epx.scoring import Score, answer_key, math_correct, score_answer
 from epx.scoring.extract import last_box
 from epx.scoring.normalize import clean_answer
 

@@ -12,8 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from epx.rewards import Score, score_answer, score_many
-from epx.scoring import pool
+from epx.scoring import Score, pool, score_answer, score_many
 from epx.scoring.pool import GRACE_SECONDS
 
 STARTUP_SLACK = 4.0  # forking replacements, a loaded CI machine
@@ -126,7 +125,7 @@ def test_concurrent_callers_each_get_their_own_results():
 
 UNGUARDED_SCRIPT = """
 import multiprocessing.forkserver as fs
-from epx.rewards import score_many
+from epx.scoring import score_many
 from epx.scoring import pool
 print("top-level code ran")  # no __main__ guard: workers must not run this again
 print(score_many([("\\\\boxed{2}", "2")], workers=2)[0].status)

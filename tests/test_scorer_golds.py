@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 from notation_corpus import load_golds
 
-from epx.rewards import score_answer, score_many
+from epx.scoring import score_answer, score_many
 
 WRONG = "987654321.5"
 INTEGER = re.compile(r"-?\d+")

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 from notation_corpus import TRANSFORMS, load_golds, model_form, rewrites, sample
 
-from epx.rewards import score_many
+from epx.scoring import score_many
 
 PER_TRANSFORM = 30  # rewrites scored per transform (seeded), ~1,550 in all
 

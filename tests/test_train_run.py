@@ -251,3 +251,23 @@ def test_the_detector_and_records_count_optimizer_steps_when_a_generation_feeds_
     state = json.loads((run / "checkpoint-4" / "trainer_state.json").read_text())
     tracker = next(c for name, c in state["stateful_callbacks"].items() if name == StageCallback.__name__)
     assert tracker["attributes"]["tracker_state"]["step"] == 4  # one point per optimizer step
+
+
+def test_position_with_the_plateau_schedule_is_grpo_until_it_switches_on(tmp_path):
+    """Same seed, same recipe: `position` with `schedule: plateau` trains bit for bit what GRPO
+    trains until the step after the stage detector reports the plateau, and differs from then."""
+    quick = ["logging.mode=disabled", "stage.window=2", "stage.min_steps=0", "stage.patience=1",
+             "grpo.lr_scheduler_type=constant", "shaping.position.alpha=0.5"]  # fmt: skip
+    grpo, position = tmp_path / "grpo", tmp_path / "position"
+    train_tiny(grpo, 6, [*quick, "shaping.method=none"])
+    train_tiny(position, 6, [*quick, "shaping.method=position", "shaping.position.schedule=plateau"])
+    ours, theirs = step_records(position), step_records(grpo)
+    on = [r["step"] for r in ours if r["shaping/position/active"] == 1.0]
+    reported = next(r["step"] for r in theirs if r["stage"] == 1.0)
+    assert on and on[0] == reported + 1 <= 5  # the bonus switches on after the report
+    shaping_keys = ("shaping/",)
+    for a, b in zip(ours, theirs, strict=True):
+        same = {k: v for k, v in a.items() if not k.startswith(shaping_keys)}
+        if a["step"] < on[0]:
+            assert same == {k: v for k, v in b.items() if not k.startswith(shaping_keys)}, a["step"]
+    assert [r["loss"] for r in ours if r["step"] >= on[0]] != [r["loss"] for r in theirs if r["step"] >= on[0]]

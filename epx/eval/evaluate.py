@@ -35,7 +35,7 @@ class EvalOptions:
     limit: int | None = None  # first N problems of each benchmark
     backend: str = "auto"  # vllm when importable with a GPU, else hf
     output_dir: str | None = None  # default: runs/eval/<model-slug>-<settings-hash>
-    workers: int | None = None  # scorer processes (epx.rewards.score_many)
+    workers: int | None = None  # scorer processes (epx.scoring.score_many)
     wandb_mode: str | None = None  # default: $WANDB_MODE, else offline
     resume: bool = True  # False: discard earlier samples of these benchmarks
     strictness: str = "final"  # the scorer's: final (box or final statement) or boxed
@@ -65,7 +65,7 @@ def run_eval(options: EvalOptions, console: Any = None) -> EvalResult:
         raise EpxError(f"W&B mode must be one of {', '.join(WANDB_MODES)}, got {wandb_mode!r}")
     if options.limit is not None and options.limit < 1:
         raise EpxError(f"--limit must be >= 1, got {options.limit}")
-    from epx.rewards import STRICTNESS
+    from epx.scoring import STRICTNESS
 
     if options.strictness not in STRICTNESS:
         raise EpxError(

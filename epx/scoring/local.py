@@ -1,7 +1,7 @@
 """Score one completion against one gold in this process, with math-verify's own timeouts.
 
 math-verify times out with ``signal.alarm``, which works only in a main thread: `score_local`
-refuses to run anywhere else. `epx.rewards.score_answer` calls it on the main thread and the
+refuses to run anywhere else. `epx.scoring.score_answer` calls it on the main thread and the
 pool's worker processes call it in theirs; everything else goes through the pool.
 
 The answer is the completion's final answer (`extract.final_answer`: the last box or an explicit

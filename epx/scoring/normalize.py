@@ -21,7 +21,7 @@ form rules refused correct answers written with it):
 - unicode: ``−2``, ``3×10^{8}``, ``2π``, ``∞``, ``≤``                       -> LaTeX
 
 Then notations that math-verify 0.9.0 reads wrongly in at least one gold of the shared
-benchmarks (see STACK.md) or in an equivalent answer a model may write are rewritten:
+benchmarks or in an equivalent answer a model may write are rewritten:
 
 - ``4.5e33`` is read as 4.5*e*33 (Euler's e)     -> ``4.5\\times 10^{33}``
 - ``27 648`` is read as 27+648                     -> ``27648``
