@@ -33,14 +33,16 @@ def module_name(path: Path) -> str:
     return ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
 
 
-def imports_of(path: Path) -> set[str]:
-    """Every epx module `path` imports, at module level or inside a function."""
+def imports_of(path: Path, modules: set[str] | frozenset[str] = frozenset()) -> set[str]:
+    """Every epx module `path` imports, at module level or inside a function (`from pkg import
+    sub` of a submodule counts as importing `pkg.sub`, not the package's own code)."""
     found: set[str] = set()
     for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
         if isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
             if node.module.startswith("epx"):
-                found.add(node.module)
-                found.update(f"{node.module}.{alias.name}" for alias in node.names)
+                for alias in node.names:
+                    sub = f"{node.module}.{alias.name}"
+                    found.add(sub if sub in modules else node.module)
         elif isinstance(node, ast.Import):
             found.update(alias.name for alias in node.names if alias.name.startswith("epx"))
     return found
@@ -74,7 +76,7 @@ def import_graph() -> dict[str, set[str]]:
     modules = all_modules()
     graph = {}
     for name, path in modules.items():
-        targets = {resolve(target, modules) for target in imports_of(path)}
+        targets = {resolve(target, modules) for target in imports_of(path, set(modules))}
         graph[name] = {t for t in targets if t and t != name}
     return graph
 
