@@ -12,8 +12,10 @@ calls (a call asking for fewer uses the first ones) and stopped at interpreter e
 runs one program at a time and enforces its wall-clock limit itself (it kills the program and
 everything it started); a worker that does not answer within the limit plus `GRACE_SECONDS`
 is killed with its whole process group and replaced, its program reported as ``error``. As root,
-worker ``i`` runs its programs as its own unassigned uid (60000 and up, skipping any the
-passwd or group database knows), so the process limit of one program never counts another's.
+each worker runs its programs as an unassigned uid of its own (60000 and up, skipping any the
+passwd or group database knows, and any another epx process holds: a lock file each), so the
+process limit of one program never counts another's, and the worker may kill every process of
+that uid once a program ends.
 """
 
 from __future__ import annotations
@@ -38,7 +40,8 @@ from typing import IO, Literal
 from epx.scoring.pool import default_workers
 
 WORKER_SCRIPT = Path(__file__).with_name("worker.py")
-FIRST_UID = 60000  # programs run as FIRST_UID + i (the first free ones), as isolate does
+FIRST_UID = 60000  # programs run as unassigned ids from here up, as isolate does
+UID_LOCKS = Path(tempfile.gettempdir()) / "epx-sandbox-uids"
 GRACE_SECONDS = 5.0  # past a program's wall-clock limit, before its worker is killed
 STARTUP_SECONDS = 60.0  # for a worker to start and report what it enforces
 _WORKER_ENV = {"PATH": "/usr/local/bin:/usr/bin:/bin", "LANG": "C.UTF-8"}
@@ -128,23 +131,34 @@ class Isolation:
         return lines + [f"note: {note}" for note in self.notes]
 
 
-def _free_uids(count: int) -> list[int]:
-    """The first ``count`` ids from FIRST_UID that no user or group has."""
+def _claim_uid(after: int) -> tuple[int, IO[str]]:
+    """The first id above ``after`` that no user or group has and no other epx process holds;
+    held (an exclusive lock on a file in `UID_LOCKS`) until the returned file is closed."""
+    import fcntl
     import grp
     import pwd
 
-    found: list[int] = []
-    uid = FIRST_UID
-    while len(found) < count:
+    UID_LOCKS.mkdir(mode=0o700, parents=True, exist_ok=True)
+    uid = after
+    while True:
+        uid += 1
         try:
             pwd.getpwuid(uid)
+            continue
         except KeyError:
-            try:
-                grp.getgrgid(uid)
-            except KeyError:
-                found.append(uid)
-        uid += 1
-    return found
+            pass
+        try:
+            grp.getgrgid(uid)
+            continue
+        except KeyError:
+            pass
+        lock = (UID_LOCKS / f"{uid}.lock").open("w")
+        try:
+            fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            lock.close()
+            continue
+        return uid, lock
 
 
 class _Worker:
@@ -240,14 +254,14 @@ class _Pool:
     def __init__(self) -> None:
         self.pid = os.getpid()
         self.workers: list[_Worker] = []
-        self._uids: list[int] = []
+        self._uids: list[tuple[int, IO[str]]] = []  # each slot's uid and its lock
 
     def _uid(self, slot: int) -> int | None:
-        if os.name != "posix" or os.geteuid() != 0:
+        if os.geteuid() != 0:
             return None
-        if len(self._uids) <= slot:
-            self._uids = _free_uids(slot + 1)
-        return self._uids[slot]
+        while len(self._uids) <= slot:
+            self._uids.append(_claim_uid(self._uids[-1][0] if self._uids else FIRST_UID - 1))
+        return self._uids[slot][0]
 
     def grow(self, size: int) -> None:
         """Start workers until there are ``size`` (in parallel: each takes ~0.1 s to start)."""
@@ -273,6 +287,9 @@ class _Pool:
         for worker in self.workers:
             worker.stop(graceful=True)
         self.workers = []
+        for _, lock in self._uids:
+            lock.close()
+        self._uids = []
 
     def run(self, programs: Sequence[str], limits: Limits, size: int) -> list[Execution]:
         """Results of ``programs`` in order, on the first ``size`` workers."""

@@ -16,17 +16,21 @@ Per program (see docs/sandbox.md for what holds where):
 - a wall-clock limit: past it the program and everything it started are killed;
 - as root on Linux, when the kernel allows it: the worker lives in its own empty network and IPC
   namespaces (no interface is up: no connection anywhere, loopback included); each program gets
-  its own PID namespace (it sees only its own processes, and all of them die with it) and mount
-  namespace, where /tmp is a fresh tmpfs owned by the program's user (its working directory,
-  HOME and TMPDIR) and every other world-writable directory is covered by an empty tmpfs; the
-  program runs as an unassigned uid of its own (no file outside is writable, no other process
-  is visible or signalable) with no-new-privileges. Without root: a new session (the worker
-  kills the process group) and a temporary directory deleted afterwards.
+  its own PID and mount namespaces: a supervisor (root, outside them) mounts a fresh tmpfs on
+  /tmp (the program's working directory, HOME and TMPDIR), covers every other world-writable
+  directory with an empty one and shows the interpreter where the program's user could not
+  reach it (`hidden_interpreter_dirs`); an init process (PID 1, root, no untrusted code) mounts
+  a fresh /proc and runs the program as its child, so that all the program's processes die with
+  it. The program runs as an unassigned uid of this worker's own (no file outside is writable,
+  no other user's process readable) with no-new-privileges;
+- without namespaces: a new session (the worker kills the process group) and, with a uid, a
+  sweep of every process of that uid; a temporary directory deleted afterwards.
 """
 
 from __future__ import annotations
 
 import builtins
+import contextlib
 import ctypes
 import json
 import os
@@ -66,7 +70,11 @@ _PROGRAM_ENV = {
 }
 _READ_CHUNK = 65536
 # Imported once here, so that programs importing them start at once (fork copies them).
-_PRELOADED = ("collections", "functools", "hashlib", "itertools", "math", "re", "string", "typing")
+_PRELOADED = (
+    *("bisect", "collections", "copy", "datetime", "decimal", "fractions", "functools"),
+    *("hashlib", "heapq", "itertools", "math", "operator", "random", "re", "statistics"),
+    *("string", "typing"),
+)
 
 _libc = ctypes.CDLL(None, use_errno=True) if sys.platform.startswith("linux") else None
 
@@ -170,7 +178,11 @@ def _world_writable_dirs() -> list[str]:
 
 
 def probe(plan: Plan) -> None:
-    """Find what this machine allows: network namespace, per-program namespaces, the uid."""
+    """Find what this machine allows: network namespace, per-program namespaces, the uid.
+
+    Each is tried on a program of its own; what fails is left out and said in a note. A uid
+    that can run programs but not read the interpreter's files (an interpreter in /root, no
+    namespace to show it) is kept: programs then import only the modules loaded here."""
     if _libc is None or os.geteuid() != 0:
         plan.uid = None
         plan.notes.append("not root on Linux: no namespaces, programs run as epx's own user")
@@ -185,23 +197,34 @@ def probe(plan: Plan) -> None:
     kept = sorted(set(_world_writable_dirs()) - set(covered))
     if kept:
         plan.notes.append(f"kept {', '.join(kept)}: the interpreter lives there")
-    plan.private_dirs = covered
+    uid, plan.uid = plan.uid, None
+    plan.private_dirs, plan.hidden, plan.namespaces = covered, hidden_interpreter_dirs(), True
     plan.workdir()  # decided here: a supervisor's own choice would not reach the next one
-    plan.hidden = hidden_interpreter_dirs()
-    plan.namespaces = True
-    result = run(plan, "import decimal, fractions", _probe_limits())
-    if result["status"] != "passed" and plan.uid is not None:
-        plan.notes.append(f"uid {plan.uid} failed ({result['output'].strip()[-200:]})")
+    failure = _fails(plan, "pass")
+    if failure:
+        plan.namespaces, plan.private_dirs, plan.hidden = False, [], {}
+        plan.notes.append(f"no PID/mount namespace ({failure})")
+    plan.uid = uid
+    if uid is None:
+        return
+    failure = _fails(plan, "pass")
+    if failure:
         plan.uid = None
-        result = run(plan, "import decimal, fractions", _probe_limits())
-    if result["status"] != "passed":
-        plan.namespaces = False
-        plan.private_dirs = []
-        plan.notes.append(f"no PID/mount namespace ({result['output'].strip()[-200:]})")
-        result = run(plan, "import decimal, fractions", _probe_limits())
-        if result["status"] != "passed" and plan.uid is not None:
-            plan.notes.append(f"uid {plan.uid} failed ({result['output'].strip()[-200:]})")
-            plan.uid = None
+        plan.notes.append(f"programs cannot run as uid {uid} ({failure})")
+    elif _fails(plan, "import email.mime.text"):
+        plan.notes.append(
+            f"uid {uid} cannot read the interpreter's files: programs import only the modules "
+            f"loaded beforehand ({', '.join(_PRELOADED)})"
+        )
+
+
+def _fails(plan: Plan, program: str) -> str:
+    """Why ``program`` (trusted) does not pass under ``plan``; empty when it does."""
+    result = run(plan, program, _probe_limits())
+    if result["status"] == "passed":
+        return ""
+    lines = str(result["output"]).strip().splitlines()
+    return lines[-1][:200] if lines else f"{result['status']}, exit code {result['exit_code']}"
 
 
 def _probe_limits() -> dict[str, float]:
@@ -379,13 +402,10 @@ def _relay(child: int) -> int:
 
 
 def _kill(pid: int, group: bool) -> None:
-    try:
-        if group:
-            os.killpg(pid, signal.SIGKILL)
-        else:
-            os.kill(pid, signal.SIGKILL)
-    except (ProcessLookupError, PermissionError):
-        pass
+    """SIGKILL to ``pid`` and, with ``group``, to the process group it leads."""
+    for kill in (os.kill, os.killpg)[: 1 + group]:
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            kill(pid, signal.SIGKILL)
 
 
 def _read(fd: int, into: bytearray, cap: int) -> bool:
@@ -437,6 +457,8 @@ def run(plan: Plan, source: str, limits: dict[str, float]) -> dict[str, object]:
     code = _wait_exit(pid)
     if group:
         _kill(pid, group)  # what the program left behind in its session
+        if plan.uid is not None:
+            _sweep(plan.uid)  # and anywhere else: the uid is this worker's alone
     _drain(out_r, output, cap)
     _drain(done_r, done, 1 << 16)
     os.close(out_r)
@@ -506,13 +528,30 @@ def _drain(fd: int, into: bytearray, cap: int) -> None:
         pass
 
 
-def _reap_orphans() -> None:
-    """Reap processes re-parented to this worker (it is their subreaper)."""
+def _sweep(uid: int) -> None:
+    """Kill every process of ``uid`` (the ones that left the program's session too): a process
+    of that uid sends SIGKILL to all it may signal, which are exactly those."""
+    pid = os.fork()
+    if pid == 0:
+        try:
+            os.setuid(uid)
+            os.kill(-1, signal.SIGKILL)
+        finally:
+            os._exit(0)
+    os.waitpid(pid, 0)
+
+
+def _reap_orphans(patience: float = 0.5) -> None:
+    """Reap processes re-parented to this worker (it is their subreaper), waiting up to
+    ``patience`` seconds for the killed ones to end."""
+    deadline = time.monotonic() + patience
     while True:
         try:
             if os.waitpid(-1, os.WNOHANG)[0] == 0:
-                return
-        except ChildProcessError:
+                if time.monotonic() > deadline:
+                    return
+                time.sleep(0.001)
+        except ChildProcessError:  # none left
             return
 
 
