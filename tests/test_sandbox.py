@@ -276,7 +276,7 @@ def test_the_sandbox_uses_every_isolation_this_machine_allows():
 
 def test_a_worker_that_dies_is_replaced_and_its_program_reported():
     run_programs(["pass"], workers=1)
-    worker = sandbox._get_pool().workers[0]  # the worker that will run the next program
+    worker = sandbox._pool.current.workers[0]  # the worker that will run the next program
     threading.Timer(0.5, os.killpg, (worker.process.pid, 9)).start()
     result = run_program("import time\ntime.sleep(5)")
     assert result.status == "error"

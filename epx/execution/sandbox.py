@@ -20,7 +20,6 @@ that uid once a program ends.
 
 from __future__ import annotations
 
-import atexit
 import contextlib
 import json
 import os
@@ -29,7 +28,6 @@ import signal
 import subprocess
 import sys
 import tempfile
-import threading
 import time
 from collections import deque
 from collections.abc import Sequence
@@ -37,6 +35,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import IO, Literal
 
+from epx.per_process import PerProcess
 from epx.scoring.pool import default_workers
 
 WORKER_SCRIPT = Path(__file__).with_name("worker.py")
@@ -349,29 +348,14 @@ class _Pool:
             self._replace(worker)
 
 
-_pool: _Pool | None = None
-_pool_lock = threading.Lock()
-_exit_hook = False
+_pool: PerProcess[_Pool] = PerProcess(_Pool, _Pool.close)
 
 
-def _shutdown() -> None:
-    """Stop the workers (registered with atexit)."""
-    global _pool
-    pool, _pool = _pool, None
-    if pool is not None and pool.pid == os.getpid():
-        pool.close()
-
-
-def _get_pool() -> _Pool:
-    """This process's pool, created on first use (call under the lock)."""
-    global _pool, _exit_hook
+def _workers() -> _Pool:
+    """This process's pool (call under its lock)."""
     if os.name != "posix":
         raise OSError("sandboxed execution needs a POSIX system (Linux for the full sandbox)")
-    if _pool is None or _pool.pid != os.getpid():  # after a fork the parent's workers are not ours
-        _pool = _Pool()
-        if not _exit_hook:
-            _exit_hook = bool(atexit.register(_shutdown))
-    return _pool
+    return _pool.get()
 
 
 def run_programs(
@@ -383,8 +367,8 @@ def run_programs(
     if not programs:
         return []
     size = max(1, min(workers or default_workers(), len(programs)))
-    with _pool_lock:
-        return _get_pool().run(list(programs), limits or Limits(), size)
+    with _pool.lock:
+        return _workers().run(list(programs), limits or Limits(), size)
 
 
 def run_program(program: str, limits: Limits | None = None) -> Execution:
@@ -394,8 +378,8 @@ def run_program(program: str, limits: Limits | None = None) -> Execution:
 
 def isolation() -> Isolation:
     """What the sandbox enforces on this machine (starts the first worker to find out)."""
-    with _pool_lock:
-        pool = _get_pool()
+    with _pool.lock:
+        pool = _workers()
         pool.grow(1)
         found = pool.workers[0].isolation
     assert found is not None
@@ -404,5 +388,5 @@ def isolation() -> Isolation:
 
 def shutdown() -> None:
     """Stop the workers now (they start again on the next call)."""
-    with _pool_lock:
-        _shutdown()
+    with _pool.lock:
+        _pool.close()

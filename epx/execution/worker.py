@@ -42,6 +42,7 @@ import sys
 import tempfile
 import time
 import traceback
+from dataclasses import dataclass
 
 CLONE_NEWNS = 0x00020000
 CLONE_NEWIPC = 0x08000000
@@ -102,6 +103,18 @@ def _mount(source: str, target: str, kind: str | None, flags: int, data: str | N
 def _prctl(option: int, value: int) -> None:
     zero = ctypes.c_ulong(0)
     _call("prctl", option, ctypes.c_ulong(value), zero, zero, zero)
+
+
+@dataclass
+class Job:
+    """One program to run: its source, limits, pass mark and the ends of its pipes (``out``:
+    stdout and stderr, ``done``: the pass mark; the processes add their own), where it runs."""
+
+    source: str
+    limits: dict[str, float]
+    nonce: bytes
+    fds: dict[str, int]
+    workdir: str = "/"
 
 
 class Plan:
@@ -252,35 +265,26 @@ def _set_limits(limits: dict[str, float]) -> None:
         resource.setrlimit(name, value)
 
 
-def _program_process(
-    plan: Plan,
-    source: str,
-    limits: dict[str, float],
-    fds: dict[str, int],
-    workdir: str,
-    nonce: bytes,
-    parent: int | None,
-) -> None:
-    """The program's own process (never returns): confine it, then run ``source``.
+def _program_process(plan: Plan, job: Job, parent: int | None) -> None:
+    """The program's own process (never returns): confine it, then run its source.
 
-    ``fds``: ``out`` (its stdout and stderr) and ``done`` (where the pass mark goes).
     ``parent``: the worker's pid, when no PID namespace ends the program with its parent: it
     then gets its own session (the worker kills the group) and dies with the worker."""
-    done = fds["done"]
+    done = job.fds["done"]
     write, leave = os.write, os._exit  # the program may replace os's functions
     try:
         if parent is not None:
             os.setsid()
         null = os.open(os.devnull, os.O_RDONLY)
         os.dup2(null, 0)
-        os.dup2(fds["out"], 1)
-        os.dup2(fds["out"], 2)
+        os.dup2(job.fds["out"], 1)
+        os.dup2(job.fds["out"], 2)
         os.dup2(done, 3)
         done = 3
         os.closerange(4, 1 << 20)
         signal.signal(signal.SIGXFSZ, signal.SIG_IGN)  # a file too large: an OSError, not a kill
-        _set_limits(limits)
-        os.chdir(workdir)
+        _set_limits(job.limits)
+        os.chdir(job.workdir)
         if plan.uid is not None:
             os.setgroups([])
             os.setgid(plan.uid)
@@ -292,7 +296,7 @@ def _program_process(
         if parent is not None and os.getppid() != parent:  # the worker died before that
             leave(SETUP_FAILED)
         os.environ.clear()
-        os.environ.update(_PROGRAM_ENV, HOME=workdir, TMPDIR=workdir)
+        os.environ.update(_PROGRAM_ENV, HOME=job.workdir, TMPDIR=job.workdir)
         sys.stdin = open(0, closefd=False)  # noqa: SIM115
         sys.stdout = open(1, "w", buffering=1, closefd=False, errors="backslashreplace")  # noqa: SIM115
         sys.stderr = open(2, "w", buffering=1, closefd=False, errors="backslashreplace")  # noqa: SIM115
@@ -301,7 +305,7 @@ def _program_process(
         write(done, _SETUP_MARK + f"{type(error).__name__}: {error}".encode())
         leave(SETUP_FAILED)
     try:
-        code = compile(source, "program.py", "exec")
+        code = compile(job.source, "program.py", "exec")
         exec(code, {"__name__": "__sandbox__", "__builtins__": builtins})
         sys.stdout.flush()
         sys.stderr.flush()
@@ -311,25 +315,23 @@ def _program_process(
             sys.stderr.flush()
         finally:
             leave(1)
-    write(done, nonce)  # the pass mark: a program that stops early never gets here
+    write(done, job.nonce)  # the pass mark: a program that stops early never gets here
     leave(0)
 
 
-def _supervisor(
-    plan: Plan, source: str, limits: dict[str, float], fds: dict[str, int], nonce: bytes
-) -> None:
+def _supervisor(plan: Plan, job: Job) -> None:
     """As root, outside the program's namespaces: make its PID and mount namespaces and its
     tmpfs directories, then start its init process. Exits with the program's exit code, or
     128 + the signal that ended it. Never returns."""
     try:
         _prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
-        if os.getppid() != fds.pop("parent"):
+        if os.getppid() != job.fds.pop("parent"):
             os._exit(SETUP_FAILED)
         _call("unshare", CLONE_NEWPID | CLONE_NEWNS)
         _mount("none", "/", None, MS_REC | MS_PRIVATE, None)
         owner = plan.uid if plan.uid is not None else os.getuid()
-        size = int(limits["disk_bytes"])
-        workdir = plan.workdir()
+        size = int(job.limits["disk_bytes"])
+        job.workdir = workdir = plan.workdir()
         for directory in plan.private_dirs:
             if directory != workdir:
                 _mount("tmpfs", directory, "tmpfs", MS_NOSUID | MS_NODEV, f"size={size},mode=1777")
@@ -337,16 +339,16 @@ def _supervisor(
         _mount("tmpfs", workdir, "tmpfs", MS_NOSUID | MS_NODEV, options)
         for blocker, paths in plan.hidden.items():
             _reveal(blocker, paths, workdir)
-        fds["life"], life = os.pipe()  # the init process sees this pipe close if we die
+        job.fds["life"], life = os.pipe()  # the init process sees this pipe close if we die
         child = os.fork()
         if child == 0:
             os.close(life)
-            _init_process(plan, source, limits, fds, workdir, nonce)
+            _init_process(plan, job)
         for name in ("out", "done", "life"):
-            os.close(fds[name])
+            os.close(job.fds[name])
         os._exit(_relay(child))
     except BaseException as error:
-        os.write(fds["done"], _SETUP_MARK + f"{type(error).__name__}: {error}".encode())
+        os.write(job.fds["done"], _SETUP_MARK + f"{type(error).__name__}: {error}".encode())
         os._exit(SETUP_FAILED)
 
 
@@ -366,19 +368,12 @@ def _reveal(blocker: str, paths: list[str], scratch: str) -> None:
         os.rmdir(stash)
 
 
-def _init_process(
-    plan: Plan,
-    source: str,
-    limits: dict[str, float],
-    fds: dict[str, int],
-    workdir: str,
-    nonce: bytes,
-) -> None:
+def _init_process(plan: Plan, job: Job) -> None:
     """PID 1 of the program's namespace (root, never running untrusted code): a fresh /proc,
     then the program as its child; when it ends, every process of the namespace ends."""
     try:
         _prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
-        life = fds.pop("life")
+        life = job.fds.pop("life")
         gone = select.select([life], [], [], 0)[0]  # the supervisor died before the line above
         os.close(life)
         if gone:
@@ -386,12 +381,12 @@ def _init_process(
         _mount("proc", "/proc", "proc", MS_NOSUID | MS_NODEV | MS_NOEXEC, None)
         child = os.fork()
         if child == 0:
-            _program_process(plan, source, limits, fds, workdir, nonce, None)
-        os.close(fds["out"])
-        os.close(fds["done"])
+            _program_process(plan, job, None)
+        os.close(job.fds["out"])
+        os.close(job.fds["done"])
         os._exit(_relay(child))
     except BaseException as error:
-        os.write(fds["done"], _SETUP_MARK + f"{type(error).__name__}: {error}".encode())
+        os.write(job.fds["done"], _SETUP_MARK + f"{type(error).__name__}: {error}".encode())
         os._exit(SETUP_FAILED)
 
 
@@ -431,20 +426,20 @@ def run(plan: Plan, source: str, limits: dict[str, float]) -> dict[str, object]:
     out_r, out_w = os.pipe()
     done_r, done_w = os.pipe()
     nonce = os.urandom(16).hex().encode()
+    job = Job(source, limits, nonce, {"out": out_w, "done": done_w, "parent": os.getpid()})
     workdir = None
     if not plan.namespaces:
-        workdir = tempfile.mkdtemp(prefix="epx-program-")
+        job.workdir = workdir = tempfile.mkdtemp(prefix="epx-program-")
         if plan.uid is not None:
             os.chown(workdir, plan.uid, plan.uid)
-    fds = {"out": out_w, "done": done_w, "parent": os.getpid()}
     pid = os.fork()
     if pid == 0:
         try:
             os.close(out_r)
             os.close(done_r)
             if plan.namespaces:
-                _supervisor(plan, source, limits, fds, nonce)
-            _program_process(plan, source, limits, fds, workdir or "/", nonce, fds.pop("parent"))
+                _supervisor(plan, job)
+            _program_process(plan, job, job.fds.pop("parent"))
         finally:
             os._exit(SETUP_FAILED)
     os.close(out_w)

@@ -20,14 +20,13 @@ Prompts and completions (`humaneval_prompt`, `completion_from_reply`):
 
 from __future__ import annotations
 
-import gzip
 import importlib.util
-import json
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+from epx.data import iter_jsonl
 from epx.errors import DataError
 from epx.execution.sandbox import Execution, Limits, run_programs
 from epx.metrics import pass_at_k
@@ -73,32 +72,15 @@ def load_humaneval(path: str | Path | None = None) -> tuple[CodeProblem, ...]:
     """The problems of HumanEval (default: the package's file), or of a JSONL file (``.gz``
     or not) in its format; a bad line is a DataError naming file:line."""
     path = Path(path) if path is not None else humaneval_data_path()
-    try:
-        opener = gzip.open if path.suffix == ".gz" else open
-        with opener(path, "rt", encoding="utf-8") as stream:
-            lines = stream.read().splitlines()
-    except (OSError, UnicodeDecodeError, EOFError) as error:
-        raise DataError(f"cannot read {path}: {error}") from None
     problems = []
-    for number, line in enumerate(lines, start=1):
-        if line.strip():
-            problems.append(_problem(path, number, line))
+    for number, row in iter_jsonl(path):
+        for field in _FIELDS:
+            if not isinstance(row.get(field), str):
+                raise DataError(f"{path}:{number}: field {field!r} missing or not text")
+        problems.append(CodeProblem(*(row[field] for field in _FIELDS)))
     if not problems:
         raise DataError(f"{path}: no problems")
     return tuple(problems)
-
-
-def _problem(path: Path, number: int, line: str) -> CodeProblem:
-    try:
-        row = json.loads(line)
-    except json.JSONDecodeError as error:
-        raise DataError(f"{path}:{number}: malformed JSON line ({error.msg})") from None
-    if not isinstance(row, dict):
-        raise DataError(f"{path}:{number}: expected a JSON object per line")
-    for field in _FIELDS:
-        if not isinstance(row.get(field), str):
-            raise DataError(f"{path}:{number}: field {field!r} missing or not text")
-    return CodeProblem(*(row[field] for field in _FIELDS))
 
 
 def humaneval_prompt(problem: CodeProblem, chat: bool) -> str:
