@@ -274,12 +274,13 @@ def test_the_sandbox_uses_every_isolation_this_machine_allows():
         assert seen[1] == "['1', '2']\n"  # its namespace's init, and itself
 
 
-def test_a_worker_that_dies_is_replaced_and_its_program_reported():
+def test_a_worker_that_dies_is_replaced_its_program_reported_and_its_directory_deleted():
     run_programs(["pass"], workers=1)
     worker = sandbox._pool.current.workers[0]  # the worker that will run the next program
     threading.Timer(0.5, os.killpg, (worker.process.pid, 9)).start()
-    result = run_program("import time\ntime.sleep(5)")
+    result = run_program("import time\nopen('left.txt', 'w').write('x')\ntime.sleep(5)")
     assert result.status == "error"
+    assert worker.scratch and not Path(worker.scratch).exists()  # its directory went with it
     assert run_program("print('after')").output == "after\n"
 
 

@@ -24,6 +24,7 @@ import contextlib
 import json
 import os
 import select
+import shutil
 import signal
 import subprocess
 import sys
@@ -183,6 +184,7 @@ class _Worker:
         self.index: int | None = None  # the caller's program being run
         self.sent = 0.0
         self.isolation: Isolation | None = None
+        self.scratch: str | None = None  # the worker's directory, deleted when it stops
 
     def fileno(self) -> int:
         return self.process.stdout.fileno()  # type: ignore[union-attr]
@@ -198,7 +200,9 @@ class _Worker:
             message = self.last_words()
             self.stop()
             raise OSError(f"a sandbox worker could not start: {message}")
-        report = json.loads(line)["isolation"]
+        handshake = json.loads(line)
+        self.scratch = handshake["scratch"]
+        report = handshake["isolation"]
         self.isolation = Isolation(
             network=report["network"],
             namespaces=report["namespaces"],
@@ -238,6 +242,8 @@ class _Worker:
         with contextlib.suppress(ProcessLookupError, PermissionError):
             os.killpg(self.process.pid, signal.SIGKILL)
         self.process.wait()
+        if self.scratch is not None:  # what a killed worker left
+            shutil.rmtree(self.scratch, ignore_errors=True)
         for stream in (self.process.stdin, self.process.stdout, self.errors):
             with contextlib.suppress(OSError):
                 stream.close()  # type: ignore[union-attr]

@@ -125,17 +125,17 @@ class Plan:
         self.network = False  # own empty network namespace
         self.namespaces = False  # own PID and mount namespace per program, tmpfs dirs
         self.private_dirs: list[str] = []  # world-writable dirs covered by a fresh tmpfs
-        self.mountpoint: str | None = None  # the program's tmpfs when /tmp is not covered
         self.hidden: dict[str, list[str]] = {}  # see `hidden_interpreter_dirs`
         self.notes: list[str] = []
+        # This worker's own directory, which the pool deletes with the worker (a killed worker
+        # leaves no program directory behind): it holds the programs' directories without
+        # namespaces, and is the mount point of their tmpfs when /tmp cannot be covered.
+        self.scratch = tempfile.mkdtemp(prefix="epx-sandbox-")
+        os.chmod(self.scratch, 0o711)
 
     def workdir(self) -> str:
         """Where a program's tmpfs is mounted (with namespaces)."""
-        if "/tmp" in self.private_dirs:
-            return "/tmp"
-        if self.mountpoint is None:
-            self.mountpoint = tempfile.mkdtemp(prefix="epx-sandbox-")
-        return self.mountpoint
+        return "/tmp" if "/tmp" in self.private_dirs else self.scratch
 
     def report(self) -> dict[str, object]:
         return {
@@ -212,7 +212,6 @@ def probe(plan: Plan) -> None:
         plan.notes.append(f"kept {', '.join(kept)}: the interpreter lives there")
     uid, plan.uid = plan.uid, None
     plan.private_dirs, plan.hidden, plan.namespaces = covered, hidden_interpreter_dirs(), True
-    plan.workdir()  # decided here: a supervisor's own choice would not reach the next one
     failure = _fails(plan, "pass")
     if failure:
         plan.namespaces, plan.private_dirs, plan.hidden = False, [], {}
@@ -429,7 +428,7 @@ def run(plan: Plan, source: str, limits: dict[str, float]) -> dict[str, object]:
     job = Job(source, limits, nonce, {"out": out_w, "done": done_w, "parent": os.getpid()})
     workdir = None
     if not plan.namespaces:
-        job.workdir = workdir = tempfile.mkdtemp(prefix="epx-program-")
+        job.workdir = workdir = tempfile.mkdtemp(prefix="program-", dir=plan.scratch)
         if plan.uid is not None:
             os.chown(workdir, plan.uid, plan.uid)
     pid = os.fork()
@@ -578,7 +577,8 @@ def main() -> None:
     plan = Plan(uid if uid >= 0 else None)
     probe(plan)
     answer = sys.stdout.buffer
-    answer.write(json.dumps({"isolation": plan.report()}).encode() + b"\n")
+    hello = {"isolation": plan.report(), "scratch": plan.scratch}
+    answer.write(json.dumps(hello).encode() + b"\n")
     answer.flush()
     try:
         for line in sys.stdin.buffer:
@@ -591,8 +591,7 @@ def main() -> None:
             answer.write(json.dumps(result).encode() + b"\n")
             answer.flush()
     finally:
-        if plan.mountpoint is not None:
-            shutil.rmtree(plan.mountpoint, ignore_errors=True)
+        shutil.rmtree(plan.scratch, ignore_errors=True)
 
 
 if __name__ == "__main__":
