@@ -45,6 +45,8 @@ bench: $(STAMP)
 	$(BIN)/python benchmarks/demo_learning.py
 	$(BIN)/python benchmarks/dynamic_sampling.py
 	$(BIN)/python benchmarks/dynamic_memory.py
+	$(BIN)/python benchmarks/scorer_agreement.py
+	$(BIN)/python benchmarks/humaneval_execution.py
 
 clean:
 	rm -rf $(VENV) runs .pytest_cache .ruff_cache

@@ -6,6 +6,7 @@ Every dataset comes out with the columns `prompt` (the text the model sees), `pr
 
 from __future__ import annotations
 
+import gzip
 import hashlib
 import json
 import random
@@ -125,10 +126,15 @@ BUILTIN_TASKS = {"arithmetic": arithmetic_problems}
 
 
 def iter_jsonl(path: Path) -> Iterator[tuple[int, dict[str, Any]]]:
-    """(line number, object) of each non-empty line; a bad line is a DataError naming file:line."""
+    """(line number, object) of each non-empty line (of a gzip file for ``.gz``); a bad line is
+    a DataError naming file:line."""
     try:
-        lines = path.read_text(encoding="utf-8").splitlines()
-    except (OSError, UnicodeDecodeError) as error:
+        if path.suffix == ".gz":
+            with gzip.open(path, "rt", encoding="utf-8") as stream:
+                lines = stream.read().splitlines()
+        else:
+            lines = path.read_text(encoding="utf-8").splitlines()
+    except (OSError, UnicodeDecodeError, EOFError) as error:
         raise DataError(f"cannot read {path}: {error}") from None
     for number, line in enumerate(lines, start=1):
         if not line.strip():

@@ -68,7 +68,7 @@ def test_a_stuck_or_dead_worker_is_replaced_and_only_its_item_is_lost(how: signa
     item being scored is a timeout, the other items of its chunk are scored elsewhere."""
     timeout = 1.0
     score_many([(sentence("1"), "1")], workers=1)
-    worker = pool._pool.workers[0]  # type: ignore[union-attr]
+    worker = pool._pool.current.workers[0]  # type: ignore[union-attr]
     old_pid = worker.process.pid
     # a symbolic gold: the verifier evaluates the power tower (a number gold rejects its form)
     # (a gold of its own per case: a worker stopped while it reads its gold marks that gold as
@@ -88,7 +88,7 @@ def test_a_stuck_or_dead_worker_is_replaced_and_only_its_item_is_lost(how: signa
     assert [s.status for s in results[0]] == ["timeout", "correct", "wrong"]
     assert results[0][0].answer == "9^{9^{9}}"
     assert elapsed < timeout + GRACE_SECONDS + STARTUP_SLACK
-    assert pool._pool.workers[0].process.pid != old_pid  # type: ignore[union-attr]
+    assert pool._pool.current.workers[0].process.pid != old_pid  # type: ignore[union-attr]
     assert not alive(old_pid)  # killed and reaped: no zombie
 
 
@@ -129,7 +129,7 @@ from epx.scoring import score_many
 from epx.scoring import pool
 print("top-level code ran")  # no __main__ guard: workers must not run this again
 print(score_many([("\\\\boxed{2}", "2")], workers=2)[0].status)
-print(*[w.process.pid for w in pool._pool.workers], fs._forkserver._forkserver_pid)
+print(*[w.process.pid for w in pool._pool.current.workers], fs._forkserver._forkserver_pid)
 """
 
 

@@ -16,13 +16,11 @@ from several threads are serialised by a lock; workers are stopped at interprete
 
 from __future__ import annotations
 
-import atexit
 import math
 import multiprocessing
 import os
 import signal
 import sys
-import threading
 import time
 import types
 from collections import deque
@@ -32,6 +30,7 @@ from dataclasses import dataclass
 from multiprocessing.connection import Connection, wait
 from typing import Any
 
+from epx.per_process import PerProcess
 from epx.scoring.extract import DEFAULT_STRICTNESS, Strictness, final_answer
 from epx.scoring.score import Score
 
@@ -334,27 +333,7 @@ def _remember_unreadable(gold: str) -> None:
     _unreadable_golds[gold] = None
 
 
-_pool: _Pool | None = None
-_exit_hook = False
-_pool_lock = threading.Lock()
-
-
-def _shutdown() -> None:
-    """Stop the workers (registered with atexit)."""
-    global _pool
-    pool, _pool = _pool, None
-    if pool is not None and pool.pid == os.getpid():
-        pool.close()
-
-
-def _get_pool() -> _Pool:
-    """This process's pool, created on first use (call under the lock)."""
-    global _pool, _exit_hook
-    if _pool is None or _pool.pid != os.getpid():  # after a fork the parent's workers are not ours
-        _pool = _Pool()
-        if not _exit_hook:
-            _exit_hook = bool(atexit.register(_shutdown))
-    return _pool
+_pool: PerProcess[_Pool] = PerProcess(_Pool, _Pool.close)
 
 
 def as_text(value: object) -> str:
@@ -387,8 +366,8 @@ def run_in_pool(
     items = [as_item(pair) for pair in pairs]
     if not items:
         return []
-    with _pool_lock:
+    with _pool.lock:
         try:
-            return _get_pool().run(items, timeout, workers, strictness)
+            return _pool.get().run(items, timeout, workers, strictness)
         except (OSError, RuntimeError):  # no processes could be started: nothing was scored
             return [_timeout_score(completion, strictness) for completion, _ in items]
