@@ -14,12 +14,12 @@ LAYERS: list[tuple[str, tuple[str, ...]]] = [
     ("foundation", ("epx", "epx.errors", "epx.console", "epx.quiet", "epx.hub", "epx.paths",
                     "epx.locks", "epx.records", "epx.grpo_fields", "epx.tiny", "epx.stats",
                     "epx.checkpoints", "epx.metrics", "epx.shaping", "epx.stage", "epx.reports",
-                    "epx.interventions", "epx.scoring", "epx.execution")),
+                    "epx.interventions", "epx.scoring", "epx.execution", "epx.per_process")),
     # the shared cores the commands stand on: recipe, data, models, rewards, the benchmark
     # registry, generation and the eval core, the run directory's layout, the launch checks
     ("cores", ("epx.recipe", "epx.schedule", "epx.data", "epx.models", "epx.rewards",
                "epx.benchmarks", "epx.generation", "epx.evaluation", "epx.grpo_args",
-               "epx.launch_checks", "epx.run_dir", "epx.tasks")),
+               "epx.launch_checks", "epx.run_dir", "epx.ood")),
     # one package per command; none imports another
     ("commands", ("epx.train", "epx.eval", "epx.sweep", "epx.analyze")),
     # the command line
