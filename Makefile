@@ -20,12 +20,13 @@ $(STAMP): pyproject.toml Makefile
 lint: $(STAMP)
 	$(BIN)/ruff check epx tests benchmarks scripts
 
+# One pytest worker per core; a test file stays on one worker (its module fixtures run once).
 test: lint
-	$(BIN)/pytest -q
+	$(BIN)/pytest -q -n auto --dist loadfile
 
 # The edit-test loop: everything but the slow tests (multi-process launches, training runs).
 test-fast: lint
-	$(BIN)/pytest -q -m "not slow"
+	$(BIN)/pytest -q -n auto --dist loadfile -m "not slow"
 
 # The property tests with new random examples, ten times as many (`make test` draws fixed ones).
 fuzz: $(STAMP)

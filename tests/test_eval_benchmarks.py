@@ -68,8 +68,9 @@ def test_unknown_benchmark_lists_known_and_nearest():
 def test_nearest_name_for_a_typo():
     with pytest.raises(DataError, match=r"did you mean math500\?$"):
         load_benchmark("math-500", DATA_DIR)
-    with pytest.raises(DataError, match=r"olympiadbench, arithmetic$"):  # nothing close: no hint
+    with pytest.raises(DataError) as error:
         load_benchmark("gsm8k", DATA_DIR)
+    assert "did you mean" not in str(error.value)  # nothing close: no hint
 
 
 def test_missing_file_names_the_path(tmp_path):

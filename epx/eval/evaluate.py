@@ -77,7 +77,7 @@ def run_eval(options: EvalOptions, console: Any = None) -> EvalResult:
     notes: list[str] = []
     model_cfg, trained_data = resolve_reference(options.model, notes)
     for note in notes if processes.is_main else []:
-        console.print(f"[yellow]{note}[/]", highlight=False)
+        console.print(f"[yellow]{note}[/]", highlight=False, soft_wrap=True)  # one line
     task = trained_data.task if trained_data is not None else None  # for `arithmetic`
     benches = [
         load_benchmark(name, options.data_dir, task=task)

@@ -18,7 +18,8 @@ from epx.console import cell
 
 def trial_rows(study: Any) -> tuple[list[str], list[list[Any]]]:
     """Columns and one row per trial: number, state, each parameter, value, seeds' spread,
-    duration (seconds), error or worker."""
+    duration (seconds), and a note: its error, else that its position bonus was never on, else
+    its worker."""
     trials = study.get_trials(deepcopy=False)
     keys = sorted({key for trial in trials for key in trial.params})
     columns = ["#", "state", *(k.removeprefix("shaping.") for k in keys), "value", "seeds ±",
@@ -28,7 +29,9 @@ def trial_rows(study: Any) -> tuple[list[str], list[list[Any]]]:
         values = trial.user_attrs.get("values") or []
         spread = statistics.pstdev(values) if len(values) > 1 else None
         seconds = trial.duration.total_seconds() if trial.duration is not None else None
-        note = trial.user_attrs.get("error") or trial.user_attrs.get("worker") or ""
+        attrs = trial.user_attrs
+        never_on = "position bonus never on" if "position_warning" in attrs else None
+        note = attrs.get("error") or never_on or attrs.get("worker") or ""
         rows.append(
             [trial.number, trial.state.name, *(trial.params.get(k) for k in keys), trial.value,
              spread, seconds, note]

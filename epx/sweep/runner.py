@@ -279,6 +279,10 @@ class _Objective:
         trial_dir = options.output_dir / f"trial-{trial.number:04d}"
         shown = ", ".join(f"{k.split('.', 1)[-1]}={_short(v)}" for k, v in params.items())
         self.console.print(f"[bold]trial {trial.number}[/] {shown}", highlight=False)
+        warning = trial_position_warning(options, params)
+        if warning is not None:
+            trial.set_user_attr("position_warning", warning)
+            self.console.print(f"  [yellow]warning[/]: {warning}", highlight=False)
         run = wandb_trial_run(options, trial, params)
         values: list[float] = []
         state = "fail"
@@ -354,6 +358,24 @@ class _Objective:
             raise TrialFailed(f"seed {seed}: {error}") from None
         except ValueError as error:
             raise TrialFailed(f"seed {seed}: {error}") from None
+
+
+def trial_position_warning(options: SweepOptions, params: dict[str, Any]) -> str | None:
+    """`epx.launch_checks.position_warning` for the recipe a trial trains: a trial whose
+    position bonus can never be on within its steps says so (it still runs: it is a setting
+    of the study's space)."""
+    from epx.grpo_args import grpo_config
+    from epx.launch_checks import position_warning
+    from epx.recipe import load_recipe
+    from epx.sweep.space import trial_overrides
+
+    overrides = trial_overrides(options.overrides, options.method, params)
+    try:
+        recipe = load_recipe(options.recipe, overrides)
+        config = grpo_config(recipe, dry_run=True)
+    except RecipeError:
+        return None  # the trial's own `epx train` says what is wrong
+    return position_warning(recipe, config, 1)  # steps per generation do not depend on processes
 
 
 def _short(value: Any) -> str:
