@@ -30,7 +30,10 @@ class Interval:
         return (self.high - self.low) / 2
 
     def holds_zero(self) -> bool:
-        return not (self.low > 0 or self.high < 0)  # NaN bounds: nothing can be said
+        """Whether 0 lies in the interval; False when it is undefined (NaN bounds, n < 2)."""
+        if math.isnan(self.low) or math.isnan(self.high):
+            return False
+        return self.low <= 0 <= self.high
 
 
 def _beta_continued_fraction(a: float, b: float, x: float) -> float:

@@ -303,7 +303,10 @@ def test_findings_state_each_observation_with_its_numbers_by_hand():
     assert got["responses lengthen over training"].shows.startswith("mean length 10.0 tokens")
     # no plateau: the plateau findings cannot be measured, and say why
     without = {f.observation: f for f in findings(records, None, tables)}
-    assert without["plateau: learning concentrates on high-entropy tokens"].verdict == (
-        "not measurable (the run never reached the plateau)")
+    for observation in ("plateau: learning concentrates on high-entropy tokens",
+                        "plateau: ... in low-perplexity samples", "plateau: ... late in the sequence"):
+        assert without[observation].verdict == "not measurable (the run never reached the plateau)"
+    assert without["rising stage: entropy falls mostly in negative samples"].shows.endswith(
+        "over steps 1-8 (no plateau: the whole run)")
     short = {f.observation: f for f in findings(records[:4], None, tables)}
     assert short["responses lengthen over training"].verdict.startswith("not measurable (fewer than 6")

@@ -8,6 +8,7 @@ import json
 from pathlib import Path
 
 import pytest
+import yaml
 
 from epx.sweep.compare import (
     benchmarks_of,
@@ -86,12 +87,37 @@ def test_stages_and_cost_per_run_and_method(tmp_path):
             for s in (0, 2)]  # fmt: skip
     rows = stage_rows(runs)
     # seed 0: plateau reported at step 3, the bonus on at step 4 = 3 + 1; seed 2: never
-    assert rows[0]["plateau reported at"] == 3 and rows[0]["position on"] == "4-4 (1 steps)"
+    assert rows[0]["plateau reported at"] == 3 and rows[0]["position on"] == "4-4"
     assert rows[0]["switched on at the plateau"] == "yes"
     assert rows[1]["plateau reported at"] == "never" and rows[1]["switched on at the plateau"] == "never on"
     (cost,) = cost_rows(runs)
     # wall 10 and 12 -> 11; generation 4 steps x 2.0 = 8.0 per run
     assert cost["wall s"] == 11.0 and cost["generation s"] == 8.0 and cost["scoring s"] == 2.0
+
+
+def test_a_bonus_on_before_the_plateau_or_by_another_schedule_is_said(tmp_path):
+    early = write_run(tmp_path / "early", "position", 0, (0.1, 0.1))
+    records = [json.loads(line) for line in (early / "metrics.jsonl").read_text().splitlines()]
+    records[1]["shaping/position/active"] = 1.0  # on at step 2, before the plateau (step 3)
+    (early / "metrics.jsonl").write_text("".join(json.dumps(r) + "\n" for r in records))
+    always = write_run(tmp_path / "always", "position", 0, (0.1, 0.1))
+    (always / "recipe.yaml").write_text("shaping: {method: position, position: {schedule: always}}\n")
+    rows = stage_rows([load_run("position", 0, early), load_run("position", 1, always)])
+    assert rows[0]["switched on at the plateau"] == "no: on from step 2"
+    assert rows[1]["switched on at the plateau"] == "on from step 4 (schedule always)"
+
+
+def test_a_seed_missing_for_a_method_is_left_out_of_its_pairs_and_said(tmp_path):
+    runs = [load_run(m, s, write_run(tmp_path / f"{m}-{s}", m, s)) for m, s in ACCURACY
+            if (m, s) != ("ppl", 2)]  # fmt: skip
+    benches, _ = benchmarks_of(runs)
+    aime = paired_table(runs, benches, "acc")["ppl"]["aime24"]
+    # seeds 0 and 1 only: +0.05, +0.02: mean 0.035, sd 0.021213, se 0.015,
+    # half width t_{0.975, 1} * se = 12.706205 * 0.015 = 0.190593
+    assert aime.n == 2 and aime.mean == pytest.approx(0.035)
+    assert aime.high == pytest.approx(0.035 + 0.190593, abs=1e-6)
+    assert interval_text(aime, signed=True, seeds=3) == "+3.5 [-15.6, +22.6] (2 seeds)"
+    assert interval_text(result_table(runs, benches, "acc")["none"]["aime24"], seeds=3) == "20.0 [-4.8, 44.8]"
 
 
 @pytest.mark.slow
@@ -114,8 +140,9 @@ def test_a_comparison_study_runs_every_method_with_every_seed_and_reports(tmp_pa
     assert points == [(0, "none"), (0, "ppl"), (1, "none"), (1, "ppl")]
     for trial in study.trials:  # each trial's run: its method, and the seed for sampling and data
         seed, method = trial.params["seed"], trial.params["shaping.method"]
-        saved = (out / f"trial-{trial.number:04d}" / f"seed-{seed}" / "recipe.yaml").read_text()
-        assert f"method: {method}" in saved and saved.count(f"seed: {seed}") >= 2
+        saved = yaml.safe_load((out / f"trial-{trial.number:04d}" / f"seed-{seed}" / "recipe.yaml").read_text())
+        assert saved["shaping"]["method"] == method
+        assert saved["grpo"]["seed"] == seed and saved["data"]["seed"] == seed
     report = (out / "comparison.md").read_text()
     assert "## Paired differences from GRPO" in report and "GRPO+PPL vs GRPO on arithmetic" in report
     assert (out / "comparison.html").is_file() and (out / "comparison-entropy.png").is_file()

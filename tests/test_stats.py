@@ -61,3 +61,8 @@ def test_verdicts_say_within_noise_or_by_how_much():
     assert verdict(Interval(-0.02, -0.03, -0.01, 3)) == "worse by 0.02 [-0.03, -0.01]"
     assert verdict(Interval(-0.02, -0.03, -0.01, 3), higher_is_better=False).startswith("better")
     assert verdict(Interval(0.02, math.nan, math.nan, 1)) == "1 paired seed(s): too few for an interval"
+
+
+def test_an_undefined_interval_holds_nothing():
+    one = mean_interval([0.4])  # one seed: no interval, so no claim that it holds 0
+    assert one.n == 1 and math.isnan(one.low) and not one.holds_zero()

@@ -54,9 +54,11 @@ def rising_entropy_in_negatives(records: list[dict[str, Any]], boundary: int | N
             f"the rising stage has fewer than {2 * EDGE} logged values of {', '.join(missing)}"))
     drop = {key: first - last for key, (first, last) in ends.items()}  # type: ignore[misc]
     neg, pos = drop["entropy/negative"], drop["entropy/positive"]
+    steps = series(rising, "entropy/negative")[0]
+    whole = " (no plateau: the whole run)" if boundary is None else ""
     shows = (f"H- fell {neg:+.3f} (from {ends['entropy/negative'][0]:.3f} to "  # type: ignore[index]
              f"{ends['entropy/negative'][1]:.3f}), H+ fell {pos:+.3f} over steps "  # type: ignore[index]
-             f"{rising[0]['step']}-{rising[-1]['step']}")
+             f"{steps[0]}-{steps[-1]}{whole}")
     return Finding(observation, shows, CONSISTENT if neg > 0 and neg > pos else NOT_CONSISTENT)
 
 
@@ -75,8 +77,10 @@ def plateau_high_entropy_covariance(covariance: list[dict[str, Any]], boundary: 
     return Finding(observation, shows, CONSISTENT if high > overall else NOT_CONSISTENT)
 
 
-def plateau_low_ppl_samples(ppl_buckets: list[dict[str, Any]]) -> Finding:
+def plateau_low_ppl_samples(ppl_buckets: list[dict[str, Any]], boundary: int | None) -> Finding:
     observation = "plateau: ... in low-perplexity samples"
+    if boundary is None:
+        return Finding(observation, "", _unmeasurable("the run never reached the plateau"))
     rows = {r["bucket"]: r for r in ppl_buckets if r["stage"] == "plateau"}
     if not rows:
         return Finding(observation, "", _unmeasurable("no rollout records in the plateau"))
@@ -89,8 +93,10 @@ def plateau_low_ppl_samples(ppl_buckets: list[dict[str, Any]]) -> Finding:
     return Finding(observation, shows, CONSISTENT if low["accuracy"] > high["accuracy"] else NOT_CONSISTENT)
 
 
-def plateau_late_tokens(position: list[dict[str, Any]]) -> Finding:
+def plateau_late_tokens(position: list[dict[str, Any]], boundary: int | None) -> Finding:
     observation = "plateau: ... late in the sequence"
+    if boundary is None:
+        return Finding(observation, "", _unmeasurable("the run never reached the plateau"))
     rows = {r["decile"]: r for r in position if r["stage"] == "plateau"}
     if 0 not in rows or DECILES - 1 not in rows:
         return Finding(observation, "", _unmeasurable("no token records in the plateau"))
@@ -116,7 +122,7 @@ def findings(records: list[dict[str, Any]], boundary: int | None, tables: dict[s
     return [
         rising_entropy_in_negatives(records, boundary),
         plateau_high_entropy_covariance(tables["covariance"], boundary),
-        plateau_low_ppl_samples(tables["ppl_buckets"]),
-        plateau_late_tokens(tables["position"]),
+        plateau_low_ppl_samples(tables["ppl_buckets"], boundary),
+        plateau_late_tokens(tables["position"], boundary),
         responses_lengthen(records),
     ]

@@ -60,17 +60,17 @@ def load_run(method: str, seed: int, folder: Path) -> ComparedRun:
 
 
 def collect_runs(study: Any, output_dir: Path) -> list[ComparedRun]:
-    """The COMPLETE trials of a comparison study, as runs (method, seed, run dir)."""
+    """The COMPLETE trials of a comparison study, as runs (method, seed, run dir); where a
+    method and seed completed twice (a study re-run), the later trial."""
     from optuna.trial import TrialState
 
     from epx.sweep.space import METHOD_PARAM, SEED_PARAM
 
-    runs = []
+    latest: dict[tuple[str, int], int] = {}  # a (method, seed) run twice: its latest trial
     for trial in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)):
-        method, seed = trial.params[METHOD_PARAM], int(trial.params[SEED_PARAM])
-        folder = output_dir / f"trial-{trial.number:04d}" / f"seed-{seed}"
-        runs.append(load_run(method, seed, folder))
-    return runs
+        latest[(trial.params[METHOD_PARAM], int(trial.params[SEED_PARAM]))] = trial.number
+    return [load_run(method, seed, output_dir / f"trial-{number:04d}" / f"seed-{seed}")
+            for (method, seed), number in sorted(latest.items(), key=lambda item: item[1])]  # fmt: skip
 
 
 def benchmarks_of(runs: list[ComparedRun]) -> tuple[list[str], int]:
@@ -128,32 +128,56 @@ def paired_table(runs: list[ComparedRun], benches: list[str], stat: str) -> dict
 
 
 def stage_rows(runs: list[ComparedRun]) -> list[dict[str, Any]]:
-    """Per run: the step the stage detector reported the plateau at, the steps the position
-    bonus was on, and whether it switched on right after the plateau was reported."""
+    """Per run: the step the stage detector reported the plateau at, the first and last logged
+    steps the position bonus was on, and whether it switched on at the first step decided after
+    the report (a plateau schedule; with several optimizer steps per generation batch the bonus
+    is decided, and logged, at generation steps)."""
     rows = []
     for run in sorted(runs, key=lambda r: (methods_of(runs).index(r.method), r.seed)):
-        plateau = next((r["step"] for r in run.records if r.get("stage") == 1), None)
-        on = [r["step"] for r in run.records if r.get("shaping/position/active") == 1]
+        plateau = next((r["step"] for r in run.records if _positive(r.get("stage"))), None)
+        logged = [r for r in run.records if "shaping/position/active" in r]
+        on = [r["step"] for r in logged if _positive(r["shaping/position/active"])]
         has_position = run.method in ("position", "both")
+        schedule = _schedule(run.folder)
         if not has_position:
             switched = "-"
         elif not on:
             switched = "never on"
+        elif schedule != "plateau":
+            switched = f"on from step {on[0]} (schedule {schedule})"
         elif plateau is None:
-            switched = f"on from step {on[0]} (no plateau reported)"
-        else:
-            switched = "yes" if on[0] == plateau + 1 else f"no (on from step {on[0]})"
+            switched = f"no: on from step {on[0]} without a plateau"
+        else:  # on at the first step it decided after the report, and never before
+            after = [r for r in logged if r["step"] > plateau]
+            switched = ("yes" if after and after[0]["step"] == on[0] else
+                        f"no: on from step {on[0]}")  # fmt: skip
         rows.append({
             "method": LABELS.get(run.method, run.method), "seed": run.seed,
             "plateau reported at": plateau if plateau is not None else "never",
-            "position on": f"{on[0]}-{on[-1]} ({len(on)} steps)" if on else ("-" if not has_position else "never"),
+            "position on": f"{on[0]}-{on[-1]}" if on else ("-" if not has_position else "never"),
             "switched on at the plateau": switched,
         })  # fmt: skip
     return rows
 
 
+def _positive(value: Any) -> bool:
+    return isinstance(value, int | float) and value > 0
+
+
+def _schedule(folder: Path) -> str:
+    """The position schedule of a run's recipe (`plateau`, the paper's, when unreadable)."""
+    import yaml
+
+    try:
+        recipe = yaml.safe_load(RunDir(folder).recipe.read_text(encoding="utf-8")) or {}
+        return str(recipe["shaping"]["position"]["schedule"])
+    except (OSError, yaml.YAMLError, KeyError, TypeError):
+        return "plateau"
+
+
 def cost_rows(runs: list[ComparedRun]) -> list[dict[str, Any]]:
-    """Per method, the mean over seeds of the training wall time and its split (seconds)."""
+    """Per method, the mean over seeds of the training wall time and its split (seconds: the
+    sum of the per-step `timing/*`, as epx logs every step)."""
     rows = []
     for method in methods_of(runs):
         chosen = [r for r in runs if r.method == method]
@@ -167,14 +191,18 @@ def cost_rows(runs: list[ComparedRun]) -> list[dict[str, Any]]:
     return rows
 
 
-def interval_text(interval: Interval, scale: float = 100.0, signed: bool = False) -> str:
+def interval_text(
+    interval: Interval, scale: float = 100.0, signed: bool = False, seeds: int | None = None
+) -> str:
+    """`mean [low, high]`, with the count of seeds when it is not the study's `seeds`."""
     if interval.n == 0 or math.isnan(interval.mean):
         return "-"
     sign = "+" if signed else ""
     mean = f"{interval.mean * scale:{sign}.1f}"
     if interval.n < 2:
         return f"{mean} (1 seed)"
-    return f"{mean} [{interval.low * scale:{sign}.1f}, {interval.high * scale:{sign}.1f}]"
+    shown = f"{mean} [{interval.low * scale:{sign}.1f}, {interval.high * scale:{sign}.1f}]"
+    return shown if seeds is None or interval.n == seeds else f"{shown} ({interval.n} seeds)"
 
 
 def comparison_markdown(study: Any, runs: list[ComparedRun], figures: list[Path]) -> str:
@@ -187,19 +215,22 @@ def comparison_markdown(study: Any, runs: list[ComparedRun], figures: list[Path]
         f"- recipe: `{attrs.get('recipe', '?')}`, overrides: {attrs.get('overrides') or 'none'}",
         f"- methods: {', '.join(LABELS.get(m, m) for m in methods_of(runs))}; seeds: "
         f"{', '.join(map(str, seeds))} ({len(runs)} complete runs)",
-        f"- values: the last in-training evaluation of each run, in percent; a cell is the mean "
-        f"over seeds with its 95% interval (Student t, {len(seeds) - 1} degrees of freedom)", "",
+        "- values: the last in-training evaluation of each run, in percent; a cell is the mean "
+        "over seeds with its 95% interval (Student t, n - 1 degrees of freedom for the n seeds "
+        "in the cell; a cell with fewer seeds than the study says how many)", "",
     ]  # fmt: skip
     if not benches:
         return "\n".join([*parts, "_no run has an evaluation yet_", ""])
     for stat, title in stats:
         table = result_table(runs, benches, stat)
-        rows = [[LABELS.get(m, m), *(interval_text(table[m][b]) for b in benches)] for m in table]
+        rows = [[LABELS.get(m, m), *(interval_text(table[m][b], seeds=len(seeds)) for b in benches)]
+                for m in table]  # fmt: skip
         parts += [f"## {title}", "", markdown_table(["method", *benches], rows), ""]
     paired = paired_table(runs, benches, "acc")
     if paired:
         parts += [f"## Paired differences from GRPO (Acc@{n}, percentage points, same seed)", ""]
-        rows = [[LABELS.get(m, m), *(interval_text(paired[m][b], signed=True) for b in benches)] for m in paired]
+        rows = [[LABELS.get(m, m), *(interval_text(paired[m][b], signed=True, seeds=len(seeds))
+                                     for b in benches)] for m in paired]  # fmt: skip
         parts += [markdown_table(["method", *benches], rows), ""]
         target = benches[-1]
         for method, cells in paired.items():
@@ -245,8 +276,8 @@ def overlay(runs: list[ComparedRun], keys: list[tuple[str, str]], path: Path, yl
             intervals = [mean_interval(v) for v in points.values()]
             colour = f"C{index}"
             axis.plot(steps, [i.mean for i in intervals], color=colour, label=LABELS.get(method, method))
-            low = [i.low if i.n > 1 else i.mean for i in intervals]
-            high = [i.high if i.n > 1 else i.mean for i in intervals]
+            low = [i.low for i in intervals]  # NaN where one seed: no band, not a thin one
+            high = [i.high for i in intervals]
             axis.fill_between(steps, low, high, color=colour, alpha=0.15)
         axis.set_title(title)
         axis.set_xlabel("step")
