@@ -5,13 +5,23 @@ from __future__ import annotations
 
 import base64
 import html
+import re
 from pathlib import Path
+
+CELL_EDGE = re.compile(r"(?<!\\)\|")  # a "|" that is not escaped as "\|"
 
 
 def markdown_table(columns: list[str], rows: list[list[str]]) -> str:
-    lines = ["| " + " | ".join(columns) + " |", "|" + "---|" * len(columns)]
-    lines += ["| " + " | ".join(row) + " |" for row in rows]
-    return "\n".join(lines)
+    """A Markdown table; a "|" inside a cell is escaped ("\\|") so that it stays in its cell."""
+    def line(cells: list[str]) -> str:
+        return "| " + " | ".join(cell.replace("|", "\\|") for cell in cells) + " |"
+
+    return "\n".join([line(columns), "|" + "---|" * len(columns), *map(line, rows)])
+
+
+def table_cells(line: str) -> list[str]:
+    """The cells of one Markdown table line, escaped "|" restored."""
+    return [c.strip().replace("\\|", "|") for c in CELL_EDGE.split(line.strip().strip("|"))]
 
 
 def html_report(markdown: str, figures: list[Path], title: str = "epx") -> str:
@@ -19,7 +29,7 @@ def html_report(markdown: str, figures: list[Path], title: str = "epx") -> str:
     body, in_table = [], False
     for line in markdown.splitlines():
         if line.startswith("|"):
-            cells = [c.strip() for c in line.strip("|").split("|")]
+            cells = table_cells(line)
             if set(line) <= {"|", "-"}:
                 continue
             if not in_table:

@@ -64,6 +64,14 @@ STEP5 = step_rollouts(
 
 def test_ppl_buckets_by_hand():
     assert buckets_by_quantile(np.array([0.1, 0.2, 0.3, 0.4])).tolist() == [0, 1, 2, 3]
+    # 8 samples: ranks 0-7 -> floor(4 r / 8); a tie takes its mean rank: 0.1 x3 at ranks 0-2 (mean
+    # 1 -> 0), 0.5 x2 at ranks 5-6 (mean 5.5 -> 2)
+    assert buckets_by_quantile(np.array([0.1, 0.1, 0.1, 0.2, 0.3, 0.5, 0.5, 0.9])).tolist() == [
+        0, 0, 0, 1, 2, 2, 2, 3]
+    # 4 identical answers and 4 others: the tie at ranks 0-3 (mean 1.5 -> 0), not pushed up
+    assert buckets_by_quantile(np.array([0.2, 0.2, 0.2, 0.2, 0.4, 0.5, 0.6, 0.7])).tolist() == [
+        0, 0, 0, 0, 2, 2, 3, 3]
+    assert buckets_by_quantile(np.full(8, 0.3)).tolist() == [-1] * 8  # all tie: no order, no bucket
     rows = {(r["stage"], r["bucket"]): r for r in ppl_bucket_table([STEP1, STEP5], boundary=5)}
     # rising = step 1 only: each bucket one sample; token log-prob means -1.5, -1, -3, -0.5
     assert [rows["rising", b]["accuracy"] for b in range(4)] == [1, 0, 1, 0]
@@ -286,8 +294,10 @@ def test_findings_state_each_observation_with_its_numbers_by_hand():
         "covariance": [{"step": 7, "cov": -0.01, "cov_high_entropy": -0.04},
                        {"step": 8, "cov": 0.03, "cov_high_entropy": 0.02},
                        {"step": 2, "cov": 9.0, "cov_high_entropy": 0.0}],  # rising: left out
-        "ppl_buckets": [{"stage": "plateau", "bucket": 0, "accuracy": 0.75, "logprob_change": 0.02},
-                        {"stage": "plateau", "bucket": 3, "accuracy": 0.25, "logprob_change": 0.01}],
+        "ppl_buckets": [{"stage": "plateau", "bucket": 0, "samples": 4, "accuracy": 0.75,
+                         "logprob_change": 0.02},
+                        {"stage": "plateau", "bucket": 3, "samples": 4, "accuracy": 0.25,
+                         "logprob_change": 0.01}],
         "position": [{"stage": "plateau", "decile": 0, "high_share": 0.1},
                      {"stage": "plateau", "decile": 9, "high_share": 0.35}],
     }  # fmt: skip
@@ -297,7 +307,19 @@ def test_findings_state_each_observation_with_its_numbers_by_hand():
     # plateau steps 7, 8: mean |cov| (0.01 + 0.03) / 2 = 0.02; high (0.04 + 0.02) / 2 = 0.03
     covariance = got["plateau: learning concentrates on high-entropy tokens"]
     assert covariance.verdict == "consistent" and "0.03 vs 0.02" in covariance.shows
-    assert got["plateau: ... in low-perplexity samples"].verdict == "consistent"
+    low_ppl = got["plateau: ... in low-perplexity samples"]
+    assert low_ppl.verdict == "consistent" and "quartile 0 (the lowest holding samples) 0.750 vs quartile 3 0.250" in low_ppl.shows
+    # an empty lowest quartile (every plateau sample tied upwards) is skipped, not read as "no correctness"
+    empty_low = [{"stage": "plateau", "bucket": 0, "samples": 0, "accuracy": math.nan, "logprob_change": math.nan},
+                 {"stage": "plateau", "bucket": 1, "samples": 5, "accuracy": 0.2, "logprob_change": 0.0},
+                 {"stage": "plateau", "bucket": 3, "samples": 3, "accuracy": 0.6, "logprob_change": 0.0}]  # fmt: skip
+    skipped = {f.observation: f for f in findings(records, 7, {**tables, "ppl_buckets": empty_low})}
+    assert skipped["plateau: ... in low-perplexity samples"].verdict == "not consistent"
+    assert "quartile 1 (the lowest holding samples) 0.200 vs quartile 3 0.600" in skipped[
+        "plateau: ... in low-perplexity samples"].shows
+    one_bucket = {f.observation: f for f in findings(records, 7, {**tables, "ppl_buckets": empty_low[:2]})}
+    assert one_bucket["plateau: ... in low-perplexity samples"].verdict == (
+        "not measurable (fewer than two log-PPL quartiles hold plateau samples)")
     assert "0.350 in the last position decile vs 0.100" in got["plateau: ... late in the sequence"].shows
     # lengths: first 3 logged steps 10, last 3 steps 14
     assert got["responses lengthen over training"].shows.startswith("mean length 10.0 tokens")
@@ -310,3 +332,13 @@ def test_findings_state_each_observation_with_its_numbers_by_hand():
         "over steps 1-8 (no plateau: the whole run)")
     short = {f.observation: f for f in findings(records[:4], None, tables)}
     assert short["responses lengthen over training"].verdict.startswith("not measurable (fewer than 6")
+
+
+def test_a_pipe_in_a_report_cell_stays_in_its_cell():
+    from epx.reports import html_report, markdown_table, table_cells
+
+    markdown = markdown_table(["the paper", "this run"], [["covariance", "mean |Cov| 0.05 vs 0.01"]])
+    row = markdown.splitlines()[-1]
+    assert row == r"| covariance | mean \|Cov\| 0.05 vs 0.01 |"
+    assert table_cells(row) == ["covariance", "mean |Cov| 0.05 vs 0.01"]
+    assert "<td>covariance</td><td>mean |Cov| 0.05 vs 0.01</td></tr>" in html_report(markdown, [])

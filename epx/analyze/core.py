@@ -7,8 +7,9 @@ rising stage before the plateau's first step and to the plateau from it on.
 
 Definitions (the tests check each on a small fixture by hand):
 
-- PPL buckets: within each saved step, samples by log-PPL quartile (bucket 0 = the lowest
-  quarter); per stage and bucket the accuracy (mean correctness), the mean sample entropy, the
+- PPL buckets: within each saved step, samples by log-PPL quartile of their rank (bucket 0 = the
+  lowest quarter; tied samples share the bucket of their mean rank; a step whose samples all tie
+  has no order and is left out); per stage and bucket the accuracy (mean correctness), the mean sample entropy, the
   mean token log-prob, and the change of that mean token log-prob from one saved step to the
   next (a pair counts for the stage of its later step).
 - Position deciles: tokens by relative position t/|o| (decile min(9, floor(10 r))); per stage and
@@ -109,12 +110,16 @@ def _mean(values: Any) -> float:
 
 
 def buckets_by_quantile(values: np.ndarray, count: int = BUCKETS) -> np.ndarray:
-    """Bucket 0..count-1 of each value by the quantiles of `values` (linear interpolation);
-    a value on an edge goes to the upper bucket."""
+    """Bucket 0..count-1 of each value by its rank: floor(count * rank / n), tied values sharing
+    the bucket of their mean rank; -1 for every value when all tie (no order to bucket by)."""
     if values.size == 0:
         return np.zeros(0, dtype=int)
-    edges = np.quantile(values.astype(np.float64), np.linspace(0, 1, count + 1)[1:-1])
-    return np.searchsorted(edges, values, side="right").astype(int)
+    _, group, sizes = np.unique(values.astype(np.float64), return_inverse=True, return_counts=True)
+    if sizes.size == 1:
+        return np.full(values.size, -1, dtype=int)
+    mean_rank = np.cumsum(sizes) - sizes + (sizes - 1) / 2
+    bucket = np.minimum(count - 1, np.floor(count * mean_rank / values.size)).astype(int)
+    return bucket[group.reshape(-1)]
 
 
 def ppl_bucket_table(

@@ -40,6 +40,10 @@ def _ends(values: list[float]) -> tuple[float, float] | None:
     return sum(values[:EDGE]) / EDGE, sum(values[-EDGE:]) / EDGE
 
 
+def _change(value: float) -> str:
+    return f"{value:+.4f}" if math.isfinite(value) else "n/a"
+
+
 def _unmeasurable(why: str) -> str:
     return f"not measurable ({why})"
 
@@ -81,15 +85,15 @@ def plateau_low_ppl_samples(ppl_buckets: list[dict[str, Any]], boundary: int | N
     observation = "plateau: ... in low-perplexity samples"
     if boundary is None:
         return Finding(observation, "", _unmeasurable("the run never reached the plateau"))
-    rows = {r["bucket"]: r for r in ppl_buckets if r["stage"] == "plateau"}
-    if not rows:
-        return Finding(observation, "", _unmeasurable("no rollout records in the plateau"))
+    rows = {r["bucket"]: r for r in ppl_buckets if r["stage"] == "plateau" and r["samples"] > 0}
+    if len(rows) < 2:
+        return Finding(observation, "", _unmeasurable("fewer than two log-PPL quartiles hold plateau samples"))
     low, high = rows[min(rows)], rows[max(rows)]
     if not (math.isfinite(low["accuracy"]) and math.isfinite(high["accuracy"])):
         return Finding(observation, "", _unmeasurable("no correctness in the rollout records"))
-    shows = (f"accuracy of the lowest log-PPL quartile {low['accuracy']:.3f} vs the highest "
-             f"{high['accuracy']:.3f} (token log-prob change {low['logprob_change']:+.4f} vs "
-             f"{high['logprob_change']:+.4f})")
+    shows = (f"accuracy of log-PPL quartile {min(rows)} (the lowest holding samples) "
+             f"{low['accuracy']:.3f} vs quartile {max(rows)} {high['accuracy']:.3f} (token log-prob "
+             f"change {_change(low['logprob_change'])} vs {_change(high['logprob_change'])})")
     return Finding(observation, shows, CONSISTENT if low["accuracy"] > high["accuracy"] else NOT_CONSISTENT)
 
 
