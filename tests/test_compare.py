@@ -146,3 +146,20 @@ def test_a_comparison_study_runs_every_method_with_every_seed_and_reports(tmp_pa
     report = (out / "comparison.md").read_text()
     assert "## Paired differences from GRPO" in report and "GRPO+PPL vs GRPO on arithmetic" in report
     assert (out / "comparison.html").is_file() and (out / "comparison-entropy.png").is_file()
+
+
+def test_the_drawn_band_is_clipped_to_the_quantitys_range():
+    import math
+
+    from epx.stats import Interval
+    from epx.sweep.compare import band
+
+    intervals = [Interval(0.266, -0.066, 0.597, 3),  # accuracy: the t interval dips below 0
+                 Interval(0.9, 0.7, 1.3, 3),          # and above 1
+                 Interval(0.5, 0.4, 0.6, 3),          # inside: unchanged
+                 Interval(0.2, math.nan, math.nan, 1)]  # one seed: no band  # fmt: skip
+    low, high = band(intervals, (0.0, 1.0))
+    assert low[:3] == [0.0, 0.7, 0.4] and high[:3] == [0.597, 1.0, 0.6]
+    assert math.isnan(low[3]) and math.isnan(high[3])
+    low, high = band([Interval(0.5, -4.1, 6.2, 2)], (0.0, math.inf))  # entropy: >= 0 only
+    assert (low, high) == ([0.0], [6.2])

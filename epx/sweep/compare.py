@@ -259,8 +259,18 @@ def _series_by_step(runs: list[ComparedRun], key: str) -> dict[int, list[float]]
     return dict(sorted(points.items()))
 
 
-def overlay(runs: list[ComparedRun], keys: list[tuple[str, str]], path: Path, ylabel: str) -> Path:
-    """One panel per key: per method, the mean over seeds against step with a 95% band."""
+def band(intervals: list[Interval], bounds: tuple[float, float]) -> tuple[list[float], list[float]]:
+    """The 95% band to draw, clipped to the quantity's range (an accuracy is never below 0);
+    NaN where one seed logged the step (no band, not a thin one)."""
+    low, high = bounds
+    return ([min(max(i.low, low), high) if math.isfinite(i.low) else math.nan for i in intervals],
+            [max(min(i.high, high), low) if math.isfinite(i.high) else math.nan for i in intervals])  # fmt: skip
+
+
+def overlay(runs: list[ComparedRun], keys: list[tuple[str, str]], path: Path, ylabel: str,
+            bounds: tuple[float, float]) -> Path:  # fmt: skip
+    """One panel per key: per method, the mean over seeds against step with a 95% band
+    (clipped to `bounds`, the quantity's range)."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -276,14 +286,13 @@ def overlay(runs: list[ComparedRun], keys: list[tuple[str, str]], path: Path, yl
             intervals = [mean_interval(v) for v in points.values()]
             colour = f"C{index}"
             axis.plot(steps, [i.mean for i in intervals], color=colour, label=LABELS.get(method, method))
-            low = [i.low for i in intervals]  # NaN where one seed: no band, not a thin one
-            high = [i.high for i in intervals]
-            axis.fill_between(steps, low, high, color=colour, alpha=0.15)
+            axis.fill_between(steps, *band(intervals, bounds), color=colour, alpha=0.15)
         axis.set_title(title)
         axis.set_xlabel("step")
         axis.set_ylabel(ylabel)
         axis.legend(fontsize=8)
-    figure.suptitle("mean over seeds, band: 95% t interval", fontsize=9)
+    figure.suptitle("mean over the seeds that logged the step; band: their 95% t interval, "
+                    "clipped to the quantity's range", fontsize=9)  # fmt: skip
     figure.tight_layout()
     figure.savefig(path, dpi=110)
     plt.close(figure)
@@ -297,10 +306,10 @@ def write_comparison(study: Any, output_dir: Path) -> dict[str, Path]:
     if runs:
         figures = [
             overlay(runs, [(key, f"held-out {key.split('/')[1]}") for key in _accuracy_keys(runs)],
-                    output_dir / "comparison-accuracy.png", "accuracy"),
+                    output_dir / "comparison-accuracy.png", "accuracy", (0.0, 1.0)),
             overlay(runs, [("entropy/positive", "entropy of positive samples (H+)"),
                            ("entropy/negative", "entropy of negative samples (H-)")],
-                    output_dir / "comparison-entropy.png", "token entropy"),
+                    output_dir / "comparison-entropy.png", "token entropy", (0.0, math.inf)),
         ]  # fmt: skip
     markdown = comparison_markdown(study, runs, figures)
     written = {"markdown": output_dir / "comparison.md", "html": output_dir / "comparison.html"}
