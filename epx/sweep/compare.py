@@ -291,8 +291,7 @@ def overlay(runs: list[ComparedRun], keys: list[tuple[str, str]], path: Path, yl
         axis.set_xlabel("step")
         axis.set_ylabel(ylabel)
         axis.legend(fontsize=8)
-    figure.suptitle("mean over the seeds that logged the step; band: their 95% t interval, "
-                    "clipped to the quantity's range", fontsize=9)  # fmt: skip
+    figure.suptitle("mean over seeds; band: 95% t interval, clipped to the range", fontsize=9)
     figure.tight_layout()
     figure.savefig(path, dpi=110)
     plt.close(figure)
