@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 import os
 import subprocess
 import sys
@@ -290,6 +291,23 @@ def test_the_papers_table_of_several_models_by_hand():
     assert rows[1] == ["ppl", "20.0 (10.0 / 100.0)", "60.0 (30.0 / 100.0)", "40.0 (20.0 / 100.0)"]
     _, single = paper_table([("grpo", summary(0.1, 0.5))], 1)
     assert single == [["grpo", "10.0", "50.0", "30.0"]]
+    # code has no majority vote: its Maj@n is "n/a", in this table and in the terminal's
+    code = {"benches": {"humaneval": {"acc": 0.03, "maj": math.nan, "pass@4": 0.05}},
+            "average": {"acc": 0.03, "maj": math.nan, "pass@4": 0.05}}  # fmt: skip
+    assert paper_table([("smol", code)], 4)[1] == [["smol", "3.0 (n/a / 5.0)", "3.0 (n/a / 5.0)"]]
+
+
+def test_the_terminal_table_says_n_a_for_a_metric_that_does_not_apply():
+    from rich.console import Console
+
+    from epx.eval.report import render_table
+
+    bench = {"problems": 164, "samples": 164, "acc": 0.0305, "maj": math.nan, "pass@1": 0.0305,
+             "unparsed": 0.0, "truncated": 0.207, "timeouts": 0}  # fmt: skip
+    console = Console(width=200, record=True)
+    console.print(render_table({"benches": {"humaneval": bench}, "average": bench}, 1))
+    row = next(line for line in console.export_text().splitlines() if "humaneval" in line)
+    assert [c.strip() for c in row.split("│")[2:9]] == ["164", "164", "3.0", "n/a", "3.0", "0.0", "20.7"]
 
 
 def test_several_models_give_one_table_and_a_folder_each(tmp_path):

@@ -8,10 +8,12 @@ papers report it); problem, sample and timeout counts are summed.
 from __future__ import annotations
 
 import json
+import math
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+from epx.console import cell
 from epx.evaluation import AVERAGE, average_metrics, flat_metrics
 
 
@@ -56,6 +58,10 @@ def table_rows(summary: Mapping[str, Any], n: int) -> tuple[list[str], list[list
     return columns, rows
 
 
+def _percent(rate: float) -> str:
+    return "n/a" if math.isnan(rate) else f"{100 * rate:.1f}"
+
+
 def paper_table(summaries: Sequence[tuple[str, Mapping[str, Any]]], n: int) -> tuple[list[str], list[list[str]]]:
     """The paper's layout for several models: one row per model, one column per benchmark and
     the average, each cell Acc@n in percent (with Maj@n and Pass@n when n > 1)."""
@@ -73,7 +79,7 @@ def paper_table(summaries: Sequence[tuple[str, Mapping[str, Any]]], n: int) -> t
                 continue
             text = f"{100 * m['acc']:.1f}"
             if n > 1:
-                text += f" ({100 * m['maj']:.1f} / {100 * m[f'pass@{n}']:.1f})"
+                text += f" ({_percent(m['maj'])} / {_percent(m[f'pass@{n}'])})"
             cells.append(text)
         rows.append(cells)
     return columns, rows
@@ -101,7 +107,8 @@ def paper_table_markdown(summaries: Sequence[tuple[str, Mapping[str, Any]]], n: 
 
 
 def render_table(summary: Mapping[str, Any], n: int, title: str | None = None) -> Any:
-    """A rich Table: one row per benchmark and the average; rates in percent."""
+    """A rich Table: one row per benchmark and the average; rates in percent ("n/a" where a
+    metric does not apply: Maj@n of code, which has no answer to vote on)."""
     from rich.table import Table
 
     columns, rows = table_rows(summary, n)
@@ -110,7 +117,8 @@ def render_table(summary: Mapping[str, Any], n: int, title: str | None = None) -
         table.add_column(column, justify="left" if index == 0 else "right", no_wrap=True)
     for index, row in enumerate(rows):
         is_average = len(rows) > 1 and index == len(rows) - 1
-        cells = [f"{value:.1f}" if isinstance(value, float) else str(value) for value in row]
+        cells = [cell(value, nan="n/a") if isinstance(value, float) and math.isnan(value)
+                 else f"{value:.1f}" if isinstance(value, float) else str(value) for value in row]  # fmt: skip
         table.add_row(
             *cells, style="bold" if is_average else None, end_section=index == len(rows) - 2
         )
