@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+from collections import Counter
 from pathlib import Path
 
 import pytest
@@ -17,6 +18,13 @@ settings.load_profile(os.environ.get("EPX_HYPOTHESIS", "fixed"))
 REPO = Path(__file__).resolve().parents[1]
 DATA_DIR = Path(os.environ.get("EPX_DATA_DIR", REPO.parent / "shared" / "benchmarks"))
 os.environ["EPX_DATA_DIR"] = str(DATA_DIR)  # also for module-scoped fixtures and subprocesses
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Files with the most slow tests first: `make test` hands whole files to its workers in this
+    order, so the long ones start at once and no worker is left alone with one at the end."""
+    slow = Counter(item.path for item in items if item.get_closest_marker("slow"))
+    items.sort(key=lambda item: -slow[item.path])
 
 
 @pytest.fixture(autouse=True)

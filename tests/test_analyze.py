@@ -194,6 +194,7 @@ def test_analyze_of_a_folder_that_is_no_run_is_one_line(tmp_path):
     assert result.exit_code == 2 and "not an epx train output dir" in result.stderr
 
 
+@pytest.mark.slow
 def test_analysis_re_runs_the_trainers_detector_on_the_series_it_was_fed(tmp_path):
     """`stage/reward` and `stage/entropy` are what the trainer's detector took each optimizer
     step; re-detecting on them gives the plateau the trainer reported (it reports it `patience`

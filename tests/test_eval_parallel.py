@@ -10,6 +10,8 @@ import sys
 import textwrap
 from pathlib import Path
 
+import pytest
+
 REPO = Path(__file__).resolve().parents[1]
 DATA_DIR = Path(os.environ.get("EPX_DATA_DIR") or REPO.parent / "shared" / "benchmarks")
 
@@ -69,6 +71,7 @@ def run(tmp_path: Path, name: str, launcher: list[str]) -> Path:
     return out
 
 
+@pytest.mark.slow
 def test_two_ranks_split_the_chunks_and_match_one_process(tmp_path):
     torchrun = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2"]
     two = run(tmp_path, "two", [*torchrun, "--standalone"])

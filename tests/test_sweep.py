@@ -21,6 +21,9 @@ from epx.sweep.space import as_overrides, check_against_recipe, parse_space
 
 REPO = Path(__file__).resolve().parents[1]
 TINY = REPO / "recipes" / "tiny-random.yaml"
+# A pruning test's trials run this many steps: the kept trial all of them, the pruned one is
+# stopped after its first report (a tiny step takes 0.1-1 s here; the pruning signal ~0.2 s).
+PRUNED_RUN_STEPS = 40
 FAST = ["--set", "grpo.max_steps=2", "--set", "eval.benches=[arithmetic]", "--set", "eval.limit=4"]
 FAST += ["--set", "eval.every_n_steps=1", "--set", "eval.max_tokens=4"]
 
@@ -162,6 +165,7 @@ def test_trial_command_puts_the_launcher_in_front():
 # ---- real studies ---------------------------------------------------------------------------
 
 
+@pytest.mark.slow
 def test_a_sweep_of_three_trials_with_sqlite(tmp_path):
     out = tmp_path / "sweep"
     result = epx("sweep", "--method", "position", "--recipe", TINY, "--n-trials", 3, "-o", out, *FAST)
@@ -197,6 +201,7 @@ def test_a_sweep_of_three_trials_with_sqlite(tmp_path):
     assert (out / "tiny-random-position-parallel.png").stat().st_size > 5_000
 
 
+@pytest.mark.slow
 def test_a_failing_trial_is_fail_with_its_last_line_and_the_sweep_goes_on(tmp_path):
     space = write_space(tmp_path / "space.yaml", "method: position\nparams:\n"
                         "  model.name_or_path: {type: categorical, choices: [tiny-random, ./no-model], paper: tiny-random}\n")  # fmt: skip
@@ -212,6 +217,7 @@ def test_a_failing_trial_is_fail_with_its_last_line_and_the_sweep_goes_on(tmp_pa
     assert "exited 2" in failed.user_attrs["error"] and "no-model: no such local file" in failed.user_attrs["error"]
 
 
+@pytest.mark.slow
 def test_a_nan_metric_fails_the_trial_rather_than_ranking_it(tmp_path):
     out = tmp_path / "sweep"
     # correctness only: a random model is never right, so no sample has a positive advantage
@@ -225,13 +231,14 @@ def test_a_nan_metric_fails_the_trial_rather_than_ranking_it(tmp_path):
     assert "'entropy/positive' is None (not a number)" in trial.user_attrs["error"]
 
 
+@pytest.mark.slow
 def test_a_clearly_worse_trial_is_pruned_by_the_median_pruner(tmp_path):
     space = write_space(tmp_path / "space.yaml", "method: position\nparams:\n"
                         "  grpo.max_completion_length: {type: categorical, choices: [6, 16], paper: 6}\n")  # fmt: skip
     out = tmp_path / "sweep"
     result = epx("sweep", "--method", "position", "--recipe", TINY, "--space", space, "--sampler", "grid",
                  "--pruner", "median", "--n-trials", 2, "--metric", "completions/mean_length",
-                 "--direction", "minimize", "-o", out, "--set", "grpo.max_steps=200",
+                 "--direction", "minimize", "-o", out, "--set", f"grpo.max_steps={PRUNED_RUN_STEPS}",
                  "--set", "grpo.save_steps=1000")  # fmt: skip
     assert result.exit_code == 0, result.stderr
     trials = {t.params["grpo.max_completion_length"]: t for t in load(out, "tiny-random-position").get_trials()}
@@ -239,9 +246,10 @@ def test_a_clearly_worse_trial_is_pruned_by_the_median_pruner(tmp_path):
     assert trials[16].state == TrialState.PRUNED  # its first report (~16 tokens) > the median (<= 6)
     steps = [json.loads(line)["step"] for line in
              (out / f"trial-{trials[16].number:04d}" / "seed-0" / "metrics.jsonl").read_text().splitlines()]  # fmt: skip
-    assert max(steps) < 200  # its child was stopped early (a tiny step takes ~50 ms)
+    assert max(steps) < PRUNED_RUN_STEPS  # its child was stopped early
 
 
+@pytest.mark.slow
 def test_repeats_run_each_setting_with_several_seeds_and_report_the_mean(tmp_path):
     out = tmp_path / "sweep"
     result = epx("sweep", "--method", "ppl", "--recipe", TINY, "--n-trials", 1, "--repeats", 2,
@@ -269,7 +277,7 @@ def test_a_trial_can_be_a_two_process_launch_and_pruning_stops_every_rank(tmp_pa
     result = epx("sweep", "--method", "position", "--recipe", TINY, "--space", space, "--sampler", "grid",
                  "--pruner", "median", "--n-trials", 2, "--metric", "completions/mean_length",
                  "--direction", "minimize", "--launcher", launcher, "-o", out,
-                 "--set", "grpo.max_steps=200", "--set", "grpo.save_steps=1000")  # fmt: skip
+                 "--set", f"grpo.max_steps={PRUNED_RUN_STEPS}", "--set", "grpo.save_steps=1000")  # fmt: skip
     assert result.exit_code == 0, result.stderr
     trials = {t.params["grpo.max_completion_length"]: t for t in load(out, "tiny-random-position").get_trials()}
     kept, pruned = trials[6], trials[16]
@@ -281,6 +289,6 @@ def test_a_trial_can_be_a_two_process_launch_and_pruning_stops_every_rank(tmp_pa
     assert kept.value == records[-1]["completions/mean_length"]  # the main rank's last value
     pruned_folder = out / f"trial-{pruned.number:04d}" / "seed-0"
     steps = [json.loads(line)["step"] for line in (pruned_folder / "metrics.jsonl").read_text().splitlines()]
-    assert max(steps) < 200  # stopped early
+    assert max(steps) < PRUNED_RUN_STEPS  # stopped early
     left = subprocess.run(["pgrep", "-f", str(pruned_folder)], capture_output=True, text=True)
     assert left.stdout.strip() == ""  # no rank of the pruned launch is left running

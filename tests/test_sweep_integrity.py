@@ -89,6 +89,7 @@ def test_a_study_identity_names_each_setting_that_differs_and_ignores_where_tria
 # ---- a study and its folder -----------------------------------------------------------------
 
 
+@pytest.mark.slow
 def test_a_study_refuses_trials_of_other_settings_and_new_study_starts_one_beside_it(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)  # the default folders: tmp_path/runs/sweep/<study>
     first = epx("sweep", *method("position"), *QUICK)
@@ -168,6 +169,7 @@ def _worker(out: Path, space: Path, *extra: str) -> subprocess.CompletedProcess:
     return subprocess.run(args, cwd=REPO, env=env, capture_output=True, text=True, timeout=300)
 
 
+@pytest.mark.slow
 def test_a_failed_trial_is_its_own_line_without_optunas_traceback(tmp_path):
     space = tmp_path / "space.yaml"
     space.write_text("method: position\nparams:\n  model.name_or_path: {type: categorical, "
@@ -179,6 +181,7 @@ def test_a_failed_trial_is_its_own_line_without_optunas_traceback(tmp_path):
     assert "Traceback" not in result.stderr and "because of the following error" not in result.stderr
 
 
+@pytest.mark.slow
 def test_ctrl_c_during_a_trial_is_one_line_and_the_trial_fails(tmp_path):
     out = tmp_path / "sweep"
     worker = sweep_worker(out, f"sqlite:///{out / 'study.db'}", 2, "--set", "grpo.max_steps=400")
@@ -195,6 +198,7 @@ def test_ctrl_c_during_a_trial_is_one_line_and_the_trial_fails(tmp_path):
 # ---- journal storage: a dead worker's trial -------------------------------------------------
 
 
+@pytest.mark.slow
 def test_a_journal_worker_killed_mid_trial_is_failed_at_once_and_retried(tmp_path):
     """SIGKILL a worker of a journal study: its PID on this host is gone, so the next worker
     fails the trial at once (no grace period to wait) and runs it again; the total is exact."""

@@ -125,6 +125,7 @@ def test_resume_continues_global_step(first_run):
     assert tracker["step"] == 6  # 4 restored + 2 new, not restarted from 0
 
 
+@pytest.mark.slow
 def test_a_resumed_run_trains_bit_for_bit_what_the_uninterrupted_one_did(tmp_path):
     """Stopped after step 2 and resumed to step 5, a run logs the uninterrupted run's every value
     (generations, rewards, losses, gradient norms) and ends with its weights, bit for bit.
@@ -178,6 +179,7 @@ def test_reward_failures_abort_the_run_with_a_clear_message(tmp_path):
         trainer.train()
 
 
+@pytest.mark.slow
 def test_cli_console_shows_epx_lines_and_no_library_chatter(tmp_path):
     """A real `epx train` process: its own lines (with the clipped ratio), no weight-loading or
     shard-writing bars, no FutureWarning from the libraries' internals."""
@@ -253,6 +255,7 @@ def test_the_detector_and_records_count_optimizer_steps_when_a_generation_feeds_
     assert tracker["attributes"]["tracker_state"]["step"] == 4  # one point per optimizer step
 
 
+@pytest.mark.slow
 def test_position_with_the_plateau_schedule_is_grpo_until_it_switches_on(tmp_path):
     """Same seed, same recipe: `position` with `schedule: plateau` trains bit for bit what GRPO
     trains until the step after the stage detector reports the plateau, and differs from then."""
