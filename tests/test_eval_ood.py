@@ -114,5 +114,5 @@ def test_training_evaluates_both_on_schedule(tmp_path, gpqa_dir):
                         "eval.every_n_steps=2"])  # fmt: skip
     records = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
     evaluated = [r for r in records if "eval/humaneval/pass@1" in r]
-    assert [r["step"] for r in evaluated] == [1, 2]  # before training (with step 1), after step 2
+    assert [r["step"] for r in evaluated] == [0, 2]  # before training (step 0), after step 2
     assert all("eval/gpqa_diamond/acc" in r for r in evaluated)

@@ -58,11 +58,31 @@ def test_run_writes_metrics_every_step(first_run):
 def test_run_evaluates_in_training_into_metrics(first_run):
     records = [json.loads(line) for line in (first_run / "metrics.jsonl").read_text().splitlines()]
     evaluated = [r["step"] for r in records if "eval/aime24/acc" in r]
-    assert evaluated == [1, 2, 4]  # before training (logged with step 1), then every 2 steps
+    assert evaluated == [0, 2, 4]  # before training (a record of its own), then every 2 steps
+    assert {key for key in records[0] if not key.startswith("eval/")} <= {"step", "epoch"}
     for record in records:
         if "eval/aime24/acc" in record:
             assert 0.0 <= record["eval/aime24/maj"] <= 1.0 and "eval/aime24/pass@2" in record
     assert (first_run / "eval" / "step-2").is_dir()
+
+
+def test_each_evaluation_is_logged_at_its_own_step(tmp_path, monkeypatch):
+    """With an evaluation every step, each record holds its own step's evaluation; the one before
+    training is its own record at step 0 (it used to be averaged into step 1's)."""
+    from epx.train.eval_callback import EvalCallback
+
+    def evaluate(self, model, tokenizer, step):  # step-distinct values: the logging path is tested
+        metrics = {"eval/arithmetic/acc": step / 10}  # here, the evaluation in test_eval_callback.py
+        self._last_step = step
+        self.log_fn(metrics, step)
+        return metrics
+
+    monkeypatch.setattr(EvalCallback, "evaluate", evaluate)
+    run = tmp_path / "run"
+    train_tiny(run, 3, ["logging.mode=disabled", "eval.benches=[arithmetic]", "eval.every_n_steps=1"])
+    records = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
+    logged = [(r["step"], r["eval/arithmetic/acc"]) for r in records if "eval/arithmetic/acc" in r]
+    assert logged == [(0, 0.0), (1, 0.1), (2, 0.2), (3, 0.3)]
 
 
 def test_run_saves_checkpoints_with_the_resolved_recipe(first_run):

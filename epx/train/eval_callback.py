@@ -5,7 +5,8 @@ It evaluates before training (step 0), every `every_n_steps` global steps and af
 step (unless that step was just evaluated), with the same core, scorer and prompt as `epx eval`,
 and hands `eval/<bench>/acc`, `eval/<bench>/maj`, `eval/<bench>/pass@1`, `eval/<bench>/pass@<n>`,
 ... to `log_fn(metrics, step)` (the trainer's `record_metrics`: the values reach W&B and
-metrics.jsonl with the step's own); its wall time is the step clock's `evaluation` phase. Sampling uses a fixed seed at every
+metrics.jsonl with the step's own, those before training as a record at step 0); its wall time
+is the step clock's `evaluation` phase. Sampling uses a fixed seed at every
 evaluation (the same draws each time, so differences between steps come from the model) inside a
 forked RNG, so the training's random stream is left as it was. With several processes every rank
 runs the callback (they share the chunks, and call `generate` equally often); only the main
