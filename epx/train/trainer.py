@@ -191,7 +191,7 @@ class EpxGRPOTrainer(GRPOTrainer):
         interval and hands them to the console, W&B and metrics.jsonl with its own). Metrics of
         step 0 (the evaluation before training) are a record of their own at step 0, logged now:
         in the next step's record they would be drawn at step 1, or averaged with its own."""
-        if step == 0 and self.state.global_step == 0:
+        if step == 0:
             # transformers' log, not TRL's: TRL's would fold in `_metrics` and print completions
             super(GRPOTrainer, self).log({key: float(value) for key, value in metrics.items()})
             return
