@@ -123,18 +123,29 @@ def arithmetic_held_out(
     """Up to `count` distinct held-out sums of the task (the `arithmetic` benchmark), in a
     fixed order: the same problems for every run of the same task settings."""
     rng = random.Random(HELD_OUT_SEED)
-    seen: set[tuple[int, ...]] = set()
+    possible = _distinct_operand_tuples(task)
+    drawn: set[tuple[int, ...]] = set()
     rows: list[dict[str, str]] = []
     for _ in range(count * 500):
         numbers = _operands(task, rng)
         key = tuple(numbers)
-        if key in seen or not is_held_out(numbers, task.held_out):
+        if key in drawn:
             continue
-        seen.add(key)
-        rows.append(_arithmetic_row(len(rows), numbers, "arithmetic-test"))
-        if len(rows) == count:
-            break
+        drawn.add(key)
+        if is_held_out(numbers, task.held_out):
+            rows.append(_arithmetic_row(len(rows), numbers, "arithmetic-test"))
+        if len(rows) == count or len(drawn) == possible:
+            break  # every tuple drawn: later draws are repeats (the same rows, sooner)
     return rows
+
+
+def _distinct_operand_tuples(task: ArithmeticTask) -> int:
+    """How many different operand tuples `_operands` can draw."""
+    if task.max_value is not None:
+        values = task.max_value + 1
+    else:
+        values = sum(10 if digits == 1 else 9 * 10 ** (digits - 1) for digits in set(task.digits))
+    return values**task.terms
 
 
 BUILTIN_TASKS = {"arithmetic": arithmetic_problems}

@@ -90,6 +90,33 @@ def test_held_out_sums_never_occur_in_training_in_either_order(task: ArithmeticT
     assert held_out == arithmetic_held_out(task)  # whatever the run's seed
 
 
+def held_out_by_exhaustive_draws(task: ArithmeticTask, count: int = 200) -> list[tuple[int, ...]]:
+    """The held-out operands as every draw of the fixed budget finds them (no early stop)."""
+    import random
+
+    from epx.data import HELD_OUT_SEED, _operands, is_held_out
+
+    rng = random.Random(HELD_OUT_SEED)
+    found: list[tuple[int, ...]] = []
+    for _ in range(count * 500):
+        numbers = tuple(_operands(task, rng))
+        if numbers not in found and is_held_out(list(numbers), task.held_out):
+            found.append(numbers)
+            if len(found) == count:
+                break
+    return found
+
+
+@pytest.mark.parametrize(
+    "task",
+    [ArithmeticTask(digits=[1]), ArithmeticTask(digits=[1, 1], terms=3), ArithmeticTask(max_value=3, held_out=0.5),
+     ArithmeticTask(max_value=25, held_out=0.2), ArithmeticTask(digits=[1, 2], terms=2, held_out=0.01)],
+    ids=["one digit", "repeated digits", "max 3", "demo", "rare held-out"],
+)  # fmt: skip
+def test_stopping_once_every_tuple_was_drawn_keeps_the_same_problems(task: ArithmeticTask):
+    assert [operands(row) for row in arithmetic_held_out(task)] == held_out_by_exhaustive_draws(task)
+
+
 def test_the_demo_task_holds_out_at_least_100_problems_of_its_range():
     rows = arithmetic_held_out(ArithmeticTask(max_value=25))
     assert len(rows) >= 100
