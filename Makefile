@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.epx-installed
 export PIP_DISABLE_PIP_VERSION_CHECK := 1
 
-.PHONY: setup test test-fast fuzz demo lint bench clean
+.PHONY: setup test test-all test-fast fuzz demo lint bench clean
 
 setup: $(STAMP)
 
@@ -21,12 +21,17 @@ lint: $(STAMP)
 	$(BIN)/ruff check epx tests benchmarks scripts
 
 # One pytest worker per core; a test file stays on one worker (its module fixtures run once).
+# Every test but the multi-process launches (DDP/FSDP ranks, sweeps and their trial processes).
 test: lint
+	$(BIN)/pytest -q -n auto --dist loadfile -m "not multiprocess"
+
+# The whole suite, multi-process launches included: what CI runs (.ci/run).
+test-all: lint
 	$(BIN)/pytest -q -n auto --dist loadfile
 
-# The edit-test loop: everything but the slow tests (multi-process launches, training runs).
+# The edit-test loop: without the long tests (marked slow) and the multi-process launches.
 test-fast: lint
-	$(BIN)/pytest -q -n auto --dist loadfile -m "not slow"
+	$(BIN)/pytest -q -n auto --dist loadfile -m "not slow and not multiprocess"
 
 # The property tests with new random examples, ten times as many (`make test` draws fixed ones).
 fuzz: $(STAMP)

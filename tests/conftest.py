@@ -21,10 +21,11 @@ os.environ["EPX_DATA_DIR"] = str(DATA_DIR)  # also for module-scoped fixtures an
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
-    """Files with the most slow tests first: `make test` hands whole files to its workers in this
+    """Files with the most long tests first: pytest-xdist hands whole files to its workers in this
     order, so the long ones start at once and no worker is left alone with one at the end."""
-    slow = Counter(item.path for item in items if item.get_closest_marker("slow"))
-    items.sort(key=lambda item: -slow[item.path])
+    long = ("slow", "multiprocess")
+    long_tests = Counter(item.path for item in items if any(item.get_closest_marker(m) for m in long))
+    items.sort(key=lambda item: -long_tests[item.path])
 
 
 @pytest.fixture(autouse=True)

@@ -120,7 +120,7 @@ def test_a_seed_missing_for_a_method_is_left_out_of_its_pairs_and_said(tmp_path)
     assert interval_text(result_table(runs, benches, "acc")["none"]["aime24"], seeds=3) == "20.0 [-4.8, 44.8]"
 
 
-@pytest.mark.slow
+@pytest.mark.multiprocess
 def test_a_comparison_study_runs_every_method_with_every_seed_and_reports(tmp_path):
     from typer.testing import CliRunner
 

@@ -122,7 +122,7 @@ def test_the_round_cap_is_an_error_or_trains_on_what_there_is(tmp_path):
     assert metrics["sampling/solve_none"][-1] == 4.0 and metrics["sampling/solve_all"][-1] == 0.0
 
 
-@pytest.mark.slow
+@pytest.mark.multiprocess
 def test_two_ranks_keep_the_same_groups_as_one_process(tmp_path):
     env = {**os.environ, "OMP_NUM_THREADS": "1", "WANDB_MODE": "disabled"}
     one = subprocess.run([sys.executable, str(WORKER), str(tmp_path)], capture_output=True,

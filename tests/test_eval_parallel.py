@@ -71,7 +71,7 @@ def run(tmp_path: Path, name: str, launcher: list[str]) -> Path:
     return out
 
 
-@pytest.mark.slow
+@pytest.mark.multiprocess
 def test_two_ranks_split_the_chunks_and_match_one_process(tmp_path):
     torchrun = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2"]
     two = run(tmp_path, "two", [*torchrun, "--standalone"])

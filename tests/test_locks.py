@@ -101,7 +101,7 @@ def _steps(run: Path) -> list[int]:
     return [json.loads(line)["step"] for line in (run / "metrics.jsonl").read_text().splitlines()]
 
 
-@pytest.mark.slow
+@pytest.mark.multiprocess
 def test_two_trainings_on_one_output_dir_the_second_is_refused_and_resume_works_after_a_kill(tmp_path):
     run = tmp_path / "run"
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
@@ -131,7 +131,7 @@ def test_two_trainings_on_one_output_dir_the_second_is_refused_and_resume_works_
     assert _steps(run) == list(range(1, finish + 1))
 
 
-@pytest.mark.slow
+@pytest.mark.multiprocess
 def test_two_evals_into_one_output_dir_the_second_is_refused(tmp_path):
     """The same eval twice at once (the worst case: both would append the same samples)."""
     out = tmp_path / "out"

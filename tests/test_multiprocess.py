@@ -44,7 +44,7 @@ def steps(run: Path) -> list[dict]:
     return [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
 
 
-@pytest.mark.slow
+@pytest.mark.multiprocess
 def test_torchrun_epx_train_shapes_and_records_like_one_process(tmp_path):
     one = train([sys.executable, "-m", "epx.cli"], tmp_path / "one", "shaping.method=both",
                 "grpo.max_steps=3")  # fmt: skip
@@ -68,7 +68,7 @@ def test_torchrun_epx_train_shapes_and_records_like_one_process(tmp_path):
     assert losses[0] != losses[1]
 
 
-@pytest.mark.slow
+@pytest.mark.multiprocess
 def test_a_killed_rank_ends_the_launch_in_one_line_and_resume_continues(tmp_path):
     run = tmp_path / "run"
     command = [*torchrun(), "train", str(TINY), "--set", f"output_dir={run}", *COMMON,
@@ -99,7 +99,7 @@ def test_a_killed_rank_ends_the_launch_in_one_line_and_resume_continues(tmp_path
     assert logged == list(range(1, last + 4))  # every step once: the lost ones trained again
 
 
-@pytest.mark.slow
+@pytest.mark.multiprocess
 def test_fsdp_on_two_cpu_processes_checkpoints_resumes_and_saves_full_weights(tmp_path):
     config = fsdp_config(tmp_path / "fsdp.yaml")
     launcher = [sys.executable, "-m", "accelerate.commands.launch", "--config_file", str(config),

@@ -105,7 +105,7 @@ def close(a, b, rel: float = 1e-4, abs_: float = 1e-5) -> bool:
     return a == b
 
 
-@pytest.mark.slow
+@pytest.mark.multiprocess
 @pytest.mark.parametrize(("side", "setup"), SIDES)
 def test_two_processes_log_what_one_process_logs(launches, side, setup):
     one, two = launches["one"] / setup, launches[side] / setup
@@ -129,7 +129,7 @@ def test_two_processes_log_what_one_process_logs(launches, side, setup):
         assert all("shaping/ppl/weight_mean" in r for r in ours if "reward" in r)
 
 
-@pytest.mark.slow
+@pytest.mark.multiprocess
 @pytest.mark.parametrize(("side", "setup"), SIDES)
 def test_two_processes_record_and_shape_what_one_process_does(launches, side, setup):
     one, two = records(launches["one"] / setup), records(launches[side] / setup)
@@ -150,7 +150,7 @@ def test_two_processes_record_and_shape_what_one_process_does(launches, side, se
                 assert close(ours["log_ppl"], theirs["log_ppl"], 1e-5, 1e-6)
 
 
-@pytest.mark.slow
+@pytest.mark.multiprocess
 @pytest.mark.parametrize("side", ["ddp", "fsdp"])
 @pytest.mark.parametrize("setup", ["eval-3-chunks", "eval-1-chunk"])
 def test_in_training_evaluation_generates_in_step_and_equals_one_process(launches, side, setup):

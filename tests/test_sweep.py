@@ -165,7 +165,7 @@ def test_trial_command_puts_the_launcher_in_front():
 # ---- real studies ---------------------------------------------------------------------------
 
 
-@pytest.mark.slow
+@pytest.mark.multiprocess
 def test_a_sweep_of_three_trials_with_sqlite(tmp_path):
     out = tmp_path / "sweep"
     result = epx("sweep", "--method", "position", "--recipe", TINY, "--n-trials", 3, "-o", out, *FAST)
@@ -201,7 +201,7 @@ def test_a_sweep_of_three_trials_with_sqlite(tmp_path):
     assert (out / "tiny-random-position-parallel.png").stat().st_size > 5_000
 
 
-@pytest.mark.slow
+@pytest.mark.multiprocess
 def test_a_failing_trial_is_fail_with_its_last_line_and_the_sweep_goes_on(tmp_path):
     space = write_space(tmp_path / "space.yaml", "method: position\nparams:\n"
                         "  model.name_or_path: {type: categorical, choices: [tiny-random, ./no-model], paper: tiny-random}\n")  # fmt: skip
@@ -217,7 +217,7 @@ def test_a_failing_trial_is_fail_with_its_last_line_and_the_sweep_goes_on(tmp_pa
     assert "exited 2" in failed.user_attrs["error"] and "no-model: no such local file" in failed.user_attrs["error"]
 
 
-@pytest.mark.slow
+@pytest.mark.multiprocess
 def test_a_nan_metric_fails_the_trial_rather_than_ranking_it(tmp_path):
     out = tmp_path / "sweep"
     # correctness only: a random model is never right, so no sample has a positive advantage
@@ -231,7 +231,7 @@ def test_a_nan_metric_fails_the_trial_rather_than_ranking_it(tmp_path):
     assert "'entropy/positive' is None (not a number)" in trial.user_attrs["error"]
 
 
-@pytest.mark.slow
+@pytest.mark.multiprocess
 def test_a_clearly_worse_trial_is_pruned_by_the_median_pruner(tmp_path):
     space = write_space(tmp_path / "space.yaml", "method: position\nparams:\n"
                         "  grpo.max_completion_length: {type: categorical, choices: [6, 16], paper: 6}\n")  # fmt: skip
@@ -249,7 +249,7 @@ def test_a_clearly_worse_trial_is_pruned_by_the_median_pruner(tmp_path):
     assert max(steps) < PRUNED_RUN_STEPS  # its child was stopped early
 
 
-@pytest.mark.slow
+@pytest.mark.multiprocess
 def test_repeats_run_each_setting_with_several_seeds_and_report_the_mean(tmp_path):
     out = tmp_path / "sweep"
     result = epx("sweep", "--method", "ppl", "--recipe", TINY, "--n-trials", 1, "--repeats", 2,
@@ -265,7 +265,7 @@ def test_repeats_run_each_setting_with_several_seeds_and_report_the_mean(tmp_pat
         assert f"seed: {seed}" in saved
 
 
-@pytest.mark.slow
+@pytest.mark.multiprocess
 def test_a_trial_can_be_a_two_process_launch_and_pruning_stops_every_rank(tmp_path):
     """`--launcher "torchrun --standalone --nproc_per_node 2"`: each trial trains on two gloo
     ranks; its value is the main rank's metric (only it writes metrics.jsonl), and a pruned

@@ -89,7 +89,7 @@ def test_a_study_identity_names_each_setting_that_differs_and_ignores_where_tria
 # ---- a study and its folder -----------------------------------------------------------------
 
 
-@pytest.mark.slow
+@pytest.mark.multiprocess
 def test_a_study_refuses_trials_of_other_settings_and_new_study_starts_one_beside_it(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)  # the default folders: tmp_path/runs/sweep/<study>
     first = epx("sweep", *method("position"), *QUICK)
@@ -169,7 +169,7 @@ def _worker(out: Path, space: Path, *extra: str) -> subprocess.CompletedProcess:
     return subprocess.run(args, cwd=REPO, env=env, capture_output=True, text=True, timeout=300)
 
 
-@pytest.mark.slow
+@pytest.mark.multiprocess
 def test_a_failed_trial_is_its_own_line_without_optunas_traceback(tmp_path):
     space = tmp_path / "space.yaml"
     space.write_text("method: position\nparams:\n  model.name_or_path: {type: categorical, "
@@ -181,7 +181,7 @@ def test_a_failed_trial_is_its_own_line_without_optunas_traceback(tmp_path):
     assert "Traceback" not in result.stderr and "because of the following error" not in result.stderr
 
 
-@pytest.mark.slow
+@pytest.mark.multiprocess
 def test_ctrl_c_during_a_trial_is_one_line_and_the_trial_fails(tmp_path):
     out = tmp_path / "sweep"
     worker = sweep_worker(out, f"sqlite:///{out / 'study.db'}", 2, "--set", "grpo.max_steps=400")
@@ -198,7 +198,7 @@ def test_ctrl_c_during_a_trial_is_one_line_and_the_trial_fails(tmp_path):
 # ---- journal storage: a dead worker's trial -------------------------------------------------
 
 
-@pytest.mark.slow
+@pytest.mark.multiprocess
 def test_a_journal_worker_killed_mid_trial_is_failed_at_once_and_retried(tmp_path):
     """SIGKILL a worker of a journal study: its PID on this host is gone, so the next worker
     fails the trial at once (no grace period to wait) and runs it again; the total is exact."""
@@ -275,7 +275,7 @@ def trials_in(url: str) -> list[optuna.trial.FrozenTrial]:
     return optuna.load_study(study_name="shared", storage=url).get_trials()
 
 
-@pytest.mark.slow
+@pytest.mark.multiprocess
 def test_a_worker_waits_out_a_postgresql_crash_and_restart(tmp_path, postgres):
     """`pg_ctl -m immediate` mid-trial, started again 15 s later: the worker retries, goes on
     and reaches the total; no traceback, nothing lost or counted twice."""
@@ -293,7 +293,7 @@ def test_a_worker_waits_out_a_postgresql_crash_and_restart(tmp_path, postgres):
     assert [t.state for t in trials] == [TrialState.COMPLETE] * 2
 
 
-@pytest.mark.slow
+@pytest.mark.multiprocess
 def test_a_storage_lost_for_good_ends_the_worker_in_one_line_and_its_trial_is_retried(tmp_path, postgres):
     out = tmp_path / "sweep"
     worker = sweep_worker(out, postgres.url, 2, "--set", "grpo.max_steps=12", "--pruner", "none", "--storage-retry", "5")

@@ -1,6 +1,6 @@
 """`epx sweep` with several workers, or a worker killed: real Optuna studies on SQLite, a journal
 file and PostgreSQL whose trials are real `epx train` runs of the tiny recipe (in a file of their
-own so that `make test`'s workers share the sweep tests evenly)."""
+own so that the test workers share the sweep tests evenly)."""
 
 from __future__ import annotations
 
@@ -16,7 +16,7 @@ from tests_shared import sweep_worker
 from epx.sweep.storage import open_storage
 
 
-@pytest.mark.slow
+@pytest.mark.multiprocess
 def test_a_worker_killed_mid_trial_is_retried_and_a_rerun_reaches_the_total(tmp_path):
     """SIGKILL a sweep while a trial runs: the next worker fails that trial by its stale
     heartbeat and runs it again; the rerun reaches the requested total, no number twice."""
@@ -58,12 +58,12 @@ def postgres_url():
     stop()
 
 
-@pytest.mark.slow
+@pytest.mark.multiprocess
 def test_two_workers_share_one_study_on_postgresql(tmp_path, postgres_url):
     _two_workers_reach_the_total(tmp_path / "sweep", postgres_url, postgres_url)
 
 
-@pytest.mark.slow
+@pytest.mark.multiprocess
 def test_two_workers_share_one_study_in_a_journal_file(tmp_path):
     journal = tmp_path / "sweep" / "study.log"
     _two_workers_reach_the_total(tmp_path / "sweep", str(journal), open_storage(str(journal)))
