@@ -33,7 +33,7 @@ test-all: lint
 test-fast: lint
 	$(BIN)/pytest -q -n auto --dist loadfile -m "not slow and not multiprocess"
 
-# The property tests with new random examples, ten times as many (`make test` draws fixed ones).
+# The property tests with new random examples, ten times as many (the test targets draw fixed ones).
 fuzz: $(STAMP)
 	EPX_HYPOTHESIS=explore $(BIN)/pytest -q tests/test_shaping.py tests/test_stage.py \
 		tests/test_metrics.py tests/test_rewards.py -p no:cacheprovider

@@ -20,6 +20,7 @@ DATA_DIR = Path(os.environ.get("EPX_DATA_DIR", REPO.parent / "shared" / "benchma
 os.environ["EPX_DATA_DIR"] = str(DATA_DIR)  # also for module-scoped fixtures and subprocesses
 
 
+@pytest.hookimpl(trylast=True)  # after `-m` deselected: only the tests that will run count
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     """Files with the most long tests first: pytest-xdist hands whole files to its workers in this
     order, so the long ones start at once and no worker is left alone with one at the end."""

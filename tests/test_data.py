@@ -113,8 +113,31 @@ def held_out_by_exhaustive_draws(task: ArithmeticTask, count: int = 200) -> list
      ArithmeticTask(max_value=25, held_out=0.2), ArithmeticTask(digits=[1, 2], terms=2, held_out=0.01)],
     ids=["one digit", "repeated digits", "max 3", "demo", "rare held-out"],
 )  # fmt: skip
-def test_stopping_once_every_tuple_was_drawn_keeps_the_same_problems(task: ArithmeticTask):
-    assert [operands(row) for row in arithmetic_held_out(task)] == held_out_by_exhaustive_draws(task)
+def test_stopping_once_every_tuple_was_drawn_keeps_the_same_problems(task: ArithmeticTask, monkeypatch):
+    import epx.data
+    from epx.data import _distinct_operand_tuples
+
+    expected = held_out_by_exhaustive_draws(task)
+    draws = []
+    draw = epx.data._operands
+    monkeypatch.setattr(epx.data, "_operands", lambda *args: draws.append(1) or draw(*args))
+    assert [operands(row) for row in arithmetic_held_out(task)] == expected
+    if _distinct_operand_tuples(task) <= 1_000:  # each tuple drawn long before the 100,000th draw
+        assert len(draws) < 20_000
+
+
+@pytest.mark.parametrize(
+    ("task", "values"),
+    [(ArithmeticTask(digits=[1]), range(10)), (ArithmeticTask(digits=[2, 1, 2]), range(100)),
+     (ArithmeticTask(digits=[3], terms=2), range(100, 1000)), (ArithmeticTask(max_value=25), range(26))],
+    ids=["one digit", "repeated digits", "three digits", "max 25"],
+)  # fmt: skip
+def test_the_count_of_distinct_operand_tuples_is_what_the_draws_can_reach(task: ArithmeticTask, values):
+    import itertools
+
+    from epx.data import _distinct_operand_tuples
+
+    assert _distinct_operand_tuples(task) == sum(1 for _ in itertools.product(values, repeat=task.terms))
 
 
 def test_the_demo_task_holds_out_at_least_100_problems_of_its_range():
