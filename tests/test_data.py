@@ -2,11 +2,17 @@
 
 from __future__ import annotations
 
+import itertools
 import json
+import random
 
 import pytest
 
+import epx.data
 from epx.data import (
+    HELD_OUT_SEED,
+    _distinct_operand_tuples,
+    _operands,
     arithmetic_held_out,
     arithmetic_problems,
     build_train_dataset,
@@ -92,10 +98,6 @@ def test_held_out_sums_never_occur_in_training_in_either_order(task: ArithmeticT
 
 def held_out_by_exhaustive_draws(task: ArithmeticTask, count: int = 200) -> list[tuple[int, ...]]:
     """The held-out operands as every draw of the fixed budget finds them (no early stop)."""
-    import random
-
-    from epx.data import HELD_OUT_SEED, _operands, is_held_out
-
     rng = random.Random(HELD_OUT_SEED)
     found: list[tuple[int, ...]] = []
     for _ in range(count * 500):
@@ -114,13 +116,9 @@ def held_out_by_exhaustive_draws(task: ArithmeticTask, count: int = 200) -> list
     ids=["one digit", "repeated digits", "max 3", "demo", "rare held-out"],
 )  # fmt: skip
 def test_stopping_once_every_tuple_was_drawn_keeps_the_same_problems(task: ArithmeticTask, monkeypatch):
-    import epx.data
-    from epx.data import _distinct_operand_tuples
-
     expected = held_out_by_exhaustive_draws(task)
     draws = []
-    draw = epx.data._operands
-    monkeypatch.setattr(epx.data, "_operands", lambda *args: draws.append(1) or draw(*args))
+    monkeypatch.setattr(epx.data, "_operands", lambda *args: draws.append(1) or _operands(*args))
     assert [operands(row) for row in arithmetic_held_out(task)] == expected
     if _distinct_operand_tuples(task) <= 1_000:  # each tuple drawn long before the 100,000th draw
         assert len(draws) < 20_000
@@ -133,10 +131,6 @@ def test_stopping_once_every_tuple_was_drawn_keeps_the_same_problems(task: Arith
     ids=["one digit", "repeated digits", "three digits", "max 25"],
 )  # fmt: skip
 def test_the_count_of_distinct_operand_tuples_is_what_the_draws_can_reach(task: ArithmeticTask, values):
-    import itertools
-
-    from epx.data import _distinct_operand_tuples
-
     assert _distinct_operand_tuples(task) == sum(1 for _ in itertools.product(values, repeat=task.terms))
 
 

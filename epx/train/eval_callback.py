@@ -6,9 +6,9 @@ step (unless that step was just evaluated), with the same core, scorer and promp
 and hands `eval/<bench>/acc`, `eval/<bench>/maj`, `eval/<bench>/pass@1`, `eval/<bench>/pass@<n>`,
 ... to `log_fn(metrics, step)` (the trainer's `record_metrics`: the values reach W&B and
 metrics.jsonl with the step's own, those before training as a record at step 0); its wall time
-is the step clock's `evaluation` phase. Sampling uses a fixed seed at every
-evaluation (the same draws each time, so differences between steps come from the model) inside a
-forked RNG, so the training's random stream is left as it was. With several processes every rank
+is the step clock's `evaluation` phase. Sampling uses a fixed seed at every evaluation (the same
+draws each time, so differences between steps come from the model) inside a forked RNG, so the
+training's random stream is left as it was. With several processes every rank
 runs the callback (they share the chunks, and call `generate` equally often); only the main
 process writes. Inside a trainer, `model_for_generation` is the trainer's (TRL's unwrapping for
 generation: ZeRO-3's parameters gathered, gradient checkpointing off) and `clock` its step clock.
